@@ -1,0 +1,208 @@
+"""The `campaigns` command. Enqueueing needs the Celery layer, which hands its `enqueue`
+function in through `set_enqueue` (see workers/cli.py), so this module imports no Celery."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+import typer
+from rich.console import Console
+
+from campaigns.context import Context, open_context
+from campaigns.errors import CampaignsError
+
+F = TypeVar("F", bound=Callable[..., Any])
+Enqueue = Callable[[Sequence[int], Optional[float]], None]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Queued bulk e-mail: audience, templates, campaigns, a delivery ledger.")
+contacts_app = typer.Typer(no_args_is_help=True, help="Import and inspect contacts and lists.")
+supp_app = typer.Typer(no_args_is_help=True, help="Addresses that must never be mailed.")
+templates_app = typer.Typer(no_args_is_help=True, help="Message templates (Jinja2, sandboxed).")
+relays_app = typer.Typer(no_args_is_help=True, help="Configured relays.")
+redis_app = typer.Typer(no_args_is_help=True, help="The embedded Redis (when no CAMPAIGNS_REDIS_URL).")
+for sub, name in ((contacts_app, "contacts"), (supp_app, "suppressions"),
+                  (templates_app, "templates"), (relays_app, "relays"), (redis_app, "redis")):
+    app.add_typer(sub, name=name)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+_enqueue_factory: Callable[[], Enqueue] | None = None
+
+
+def set_enqueue(factory: Callable[[], Enqueue]) -> None:
+    global _enqueue_factory
+    _enqueue_factory = factory
+
+
+def enqueue_fn() -> Enqueue:
+    if _enqueue_factory is None:
+        raise CampaignsError("no task queue configured (run through the `campaigns` command)")
+    return _enqueue_factory()
+
+
+def handled(fn: F) -> F:
+    """Print our errors as one clear line on stderr and exit 1; never a traceback."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CampaignsError as e:
+            err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def ctx() -> Context:
+    return open_context()
+
+
+# ---------------------------------------------------------------- contacts and suppressions
+@contacts_app.command("import")
+@handled
+def contacts_import(file: Path, list_name: str = typer.Option(..., "--list", help="List name"),
+                    check_dns: bool = typer.Option(False, "--check-dns",
+                                                   help="Also check the domains accept mail")) -> None:
+    """Import a CSV (header row; an `email` column; every other column is an attribute)."""
+    from campaigns.audience import import_contacts
+    report = import_contacts(ctx().db, file, list_name, check_dns=check_dns)
+    for row_error in report.errors:
+        err.print(str(row_error), soft_wrap=True)
+    out.print(f"{report.file} → list '{report.list_name}': {report.imported} imported, "
+              f"{report.updated} updated, {report.unchanged} unchanged, "
+              f"{len(report.errors)} invalid, {report.duplicates} duplicate")
+
+
+@contacts_app.command("lists")
+@handled
+def contacts_lists() -> None:
+    """Lists with their member counts."""
+    from sqlalchemy import func, select
+
+    from campaigns.models import ContactList, ListMember
+    with ctx().db.session() as s:
+        rows = s.execute(select(ContactList.name, func.count(ListMember.contact_id))
+                         .outerjoin(ListMember, ListMember.list_id == ContactList.id)
+                         .group_by(ContactList.name).order_by(ContactList.name)).all()
+    for name, n in rows:
+        out.print(f"{name}\t{n}")
+
+
+@supp_app.command("add")
+@handled
+def suppressions_add(address: str, reason: str = typer.Option("manual", help="Why")) -> None:
+    from campaigns import suppressions
+    added = suppressions.add(ctx().db, address, reason)
+    out.print("suppressed" if added else "already suppressed")
+
+
+@supp_app.command("remove")
+@handled
+def suppressions_remove(address: str) -> None:
+    from campaigns import suppressions
+    removed = suppressions.remove(ctx().db, address)
+    out.print("removed" if removed else "not suppressed")
+    if not removed:
+        raise typer.Exit(1)
+
+
+@supp_app.command("list")
+@handled
+def suppressions_list() -> None:
+    from campaigns import suppressions
+    for s in suppressions.list_all(ctx().db):
+        out.print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M}")
+
+
+# ---------------------------------------------------------------- templates
+@templates_app.command("add")
+@handled
+def templates_add(name: str, subject: str = typer.Option(..., "--subject"),
+                  html: Path = typer.Option(..., "--html"),
+                  text: Optional[Path] = typer.Option(None, "--text"),
+                  replace: bool = typer.Option(False, "--replace")) -> None:
+    """Store a template; the text part is derived from the HTML when --text is not given."""
+    from campaigns.templates import add_template
+    t = add_template(ctx().db, name, subject, html, text, replace=replace)
+    out.print(f"template '{t.name}' stored" + (" (text part generated from the HTML)"
+                                                  if t.text_generated else ""))
+
+
+@templates_app.command("list")
+@handled
+def templates_list() -> None:
+    from campaigns.templates import list_templates
+    for t in list_templates(ctx().db):
+        out.print(f"{t['name']}\t{t['subject']}")
+
+
+@templates_app.command("preview")
+@handled
+def templates_preview(name: str, contact: str = typer.Option(..., "--contact"),
+                      campaign: str = typer.Option("preview", "--campaign",
+                                                   help="campaign.name in the preview")) -> None:
+    """Print the message as rendered for one contact."""
+    from campaigns.compose import compile_stored, contact_row, unsubscribe_url
+    from campaigns.lifecycle import get_template
+    from campaigns.rendering import build_context
+    c = ctx()
+    with c.db.session() as s:
+        template = get_template(s, name)
+        email, attributes, _ = contact_row(s, contact)
+    url = unsubscribe_url(c.settings, None, "sender@example.invalid")
+    rendered = compile_stored(template).render(build_context(
+        email=email, attributes=attributes, campaign_name=campaign, unsubscribe_url=url))
+    out.print(f"Subject: {rendered.subject}\n\n--- text ---\n{rendered.text}\n\n--- html ---\n"
+              f"{rendered.html}", markup=False)
+
+
+# ---------------------------------------------------------------- relays and redis
+@relays_app.command("list")
+@handled
+def relays_list() -> None:
+    """Configured relays, never their secrets."""
+    settings = ctx().settings
+    for name, relay in settings.relays.items():
+        mark = " (default)" if name == settings.default_relay else ""
+        out.print(json.dumps(relay.describe()) + mark, markup=False)
+
+
+@relays_app.command("check")
+@handled
+def relays_check(name: str) -> None:
+    """Connect, EHLO, STARTTLS, AUTH, QUIT: no mail is sent."""
+    from campaigns.relays import build_relay
+    relay = build_relay(ctx().settings.relay(name))
+    for line in relay.check():
+        out.print(f"ok  {line}", markup=False)
+
+
+@redis_app.command("stop")
+@handled
+def redis_stop() -> None:
+    """Stop the embedded Redis of this data dir."""
+    from campaigns import embedded_redis
+    c = ctx()
+    stopped = embedded_redis.stop(c.settings.data_dir)
+    out.print("stopped" if stopped else "not running")
+
+
+@redis_app.command("status")
+@handled
+def redis_status() -> None:
+    from campaigns import embedded_redis
+    c = ctx()
+    if not c.embedded_redis:
+        out.print("external Redis (CAMPAIGNS_REDIS_URL)")
+    else:
+        running = embedded_redis.is_running(c.settings.data_dir)
+        out.print(f"embedded Redis {'running' if running else 'not running'} at "
+                  f"{embedded_redis.socket_path(c.settings.data_dir)}")
+
+
+from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign commands)

@@ -1,0 +1,202 @@
+"""Campaign commands of the `campaigns` CLI: create, launch, pause, resume, cancel, status,
+test-send, worker, demo."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, List, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from campaigns import lifecycle
+from campaigns.cli import app, ctx, enqueue_fn, err, handled, out
+
+FINAL = ("finished", "cancelled")
+
+
+@app.command("create")
+@handled
+def create(name: str, list_name: str = typer.Option(..., "--list"),
+           template: str = typer.Option(..., "--template"),
+           from_addr: str = typer.Option(..., "--from", help='"Name <addr>"'),
+           reply_to: Optional[str] = typer.Option(None, "--reply-to"),
+           relay: Optional[str] = typer.Option(None, "--relay"),
+           attachment_column: Optional[str] = typer.Option(
+               None, "--attachment-column", help="CSV column with a file path per recipient")) -> None:
+    """Create a draft campaign."""
+    c = ctx()
+    campaign = lifecycle.create_campaign(c.db, c.settings, name=name, list_name=list_name,
+                                         template=template, from_addr=from_addr,
+                                         reply_to=reply_to, relay=relay,
+                                         attachment_column=attachment_column)
+    out.print(f"campaign '{campaign.name}' created (draft, relay '{campaign.relay}')")
+
+
+@app.command("list")
+@handled
+def list_() -> None:
+    """Campaigns with their status."""
+    for row in lifecycle.list_campaigns(ctx().db):
+        out.print(f"{row['name']}\t{row['status']}\tlist={row['list']}\ttemplate={row['template']}")
+
+
+@app.command("launch")
+@handled
+def launch(name: str) -> None:
+    """Preflight, expand the list into the ledger and queue one task per recipient."""
+    c = ctx()
+    report = lifecycle.launch(c.db, c.settings, name, enqueue_fn())
+    for warning in report.warnings:
+        err.print(f"warning: {warning}")
+    verb = "relaunched" if report.relaunch else "launched"
+    out.print(f"campaign '{name}' {verb}: {report.added} recipients added "
+              f"({report.suppressed} suppressed), {report.enqueued} queued for sending")
+
+
+@app.command("pause")
+@handled
+def pause(name: str) -> None:
+    """Stop new sends (running ones finish)."""
+    lifecycle.pause(ctx().db, name)
+    out.print(f"campaign '{name}' paused")
+
+
+@app.command("resume")
+@handled
+def resume(name: str) -> None:
+    """Continue a paused campaign with its unsent recipients only."""
+    c = ctx()
+    n = lifecycle.resume(c.db, c.settings, name, enqueue_fn())
+    out.print(f"campaign '{name}' resumed: {n} unsent recipients queued")
+
+
+@app.command("cancel")
+@handled
+def cancel(name: str) -> None:
+    """Cancel: unsent recipients become `cancelled`."""
+    n = lifecycle.cancel(ctx().db, name)
+    out.print(f"campaign '{name}' cancelled ({n} unsent recipients cancelled)")
+
+
+def _done(c: dict[str, Any]) -> int:
+    counts = c["counts"]
+    return c["total"] - counts["queued"] - counts["sending"] - counts["deferred"]
+
+
+@app.command("status")
+@handled
+def status(name: str, as_json: bool = typer.Option(False, "--json"),
+           once: bool = typer.Option(False, "--once", help="Print once, do not follow")) -> None:
+    """Progress from the ledger; follows until the campaign ends or Ctrl-C."""
+    c = ctx()
+    lifecycle.maintenance(c.db)
+    snapshot = lifecycle.counts(c.db, name)
+    if as_json:
+        print(json.dumps({k: snapshot[k] for k in ("campaign", "status", "total", "counts")}
+                         | ({"reason": snapshot["reason"]} if snapshot["reason"] else {})))
+        return
+    if once or snapshot["status"] in FINAL + ("draft",):
+        _print_counts(snapshot)
+        return
+    follow(c.db, name)
+
+
+def _print_counts(snapshot: dict[str, Any]) -> None:
+    counts = snapshot["counts"]
+    out.print(f"campaign '{snapshot['campaign']}': {snapshot['status']}"
+              + (f" ({snapshot['reason']})" if snapshot["reason"] else ""))
+    out.print("  " + "  ".join(f"{k}={v}" for k, v in counts.items() if v) or "  no recipients")
+
+
+def follow(db: Any, name: str, *, until_final: bool = True,
+           timeout_s: float | None = None) -> dict[str, Any]:
+    """A live progress bar until the campaign is finished/cancelled (or Ctrl-C, or the
+    timeout)."""
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    snapshot = lifecycle.counts(db, name)
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn()]
+    last_sent, last_t, rate = snapshot["counts"]["sent"], time.monotonic(), 0.0
+    try:
+        with Progress(*columns, console=out, transient=False) as progress:
+            bar = progress.add_task(name, total=snapshot["total"] or 1, detail="")
+            while True:
+                lifecycle.maintenance(db)
+                snapshot = lifecycle.counts(db, name)
+                k, now = snapshot["counts"], time.monotonic()
+                if now - last_t >= 1.0:
+                    rate = (k["sent"] - last_sent) / (now - last_t)
+                    last_sent, last_t = k["sent"], now
+                detail = (f"sent {k['sent']} deferred {k['deferred']} bounced {k['bounced']} "
+                          f"failed {k['failed']} in_doubt {k['in_doubt']} {rate:.0f}/s "
+                          f"[{snapshot['status']}]")
+                progress.update(bar, total=snapshot["total"] or 1, completed=_done(snapshot),
+                                detail=detail)
+                if snapshot["status"] in FINAL or (snapshot["status"] == "paused" and not until_final):
+                    break
+                if deadline and time.monotonic() > deadline:
+                    err.print(f"gave up following after {timeout_s:.0f} s")
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    _print_counts(snapshot)
+    return snapshot
+
+
+@app.command("test-send")
+@handled
+def test_send(name: str, to: List[str] = typer.Option(..., "--to"),
+              contact: Optional[str] = typer.Option(None, "--contact",
+                                                    help="Personalise as this contact")) -> None:
+    """Send rendered copies to the given addresses; the ledger is not touched."""
+    from campaigns.testsend import send_test_copies
+    c = ctx()
+    for line in send_test_copies(c.db, c.settings, name, to, contact):
+        out.print(line, markup=False)
+
+
+@app.command("worker")
+@handled
+def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
+                                           help="Worker processes (one per core is best)"),
+           pool: str = typer.Option("solo", "--pool", help="solo (N processes) or prefork"),
+           loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
+    """Start Celery workers with this project's settings (Ctrl-C stops them)."""
+    import signal as sig
+
+    from campaigns.workerproc import WorkerGroup
+    c = ctx()
+    if pool == "prefork":
+        group = WorkerGroup(1, queue=c.settings.queue, pool="prefork", concurrency=concurrency,
+                            loglevel=loglevel)
+    else:
+        group = WorkerGroup(concurrency, queue=c.settings.queue, loglevel=loglevel)
+    group.log = None
+    group.start()
+    out.print(f"{len(group.procs)} worker process(es) started; Ctrl-C to stop")
+    try:
+        sig.signal(sig.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        raise typer.Exit(group.wait())
+    except KeyboardInterrupt:
+        group.stop()
+
+
+@app.command("demo")
+@handled
+def demo(count: int = typer.Option(2000, "--count"),
+         workers: int = typer.Option(2, "--workers")) -> None:
+    """Send a real campaign end to end on embedded defaults (SQLite, embedded Redis, a local
+    SMTP sink); prints the final counts and where the received messages are."""
+    from campaigns.demo import run_demo
+    raise typer.Exit(run_demo(count=count, workers=workers))
+
+
+@app.command("db-upgrade")
+@handled
+def db_upgrade() -> None:
+    """Create or upgrade the database schema (every command also does this)."""
+    ctx()
+    out.print("database schema is up to date")

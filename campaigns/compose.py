@@ -1,0 +1,140 @@
+"""Turn (campaign, recipient) into the bytes a relay sends. Shared by the send path, test
+sends, previews and the launch preflight. The per-campaign parts (compiled template, encoded
+From/Reply-To) are prepared once per process in `CampaignRuntime`."""
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.errors import CampaignsError
+from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
+from campaigns.models import Campaign, Template
+from campaigns.rendering import CompiledTemplate, Rendered, build_context, compile_template
+from campaigns.settings import Settings
+from campaigns.tokens import make_token
+
+#: our own header on every message, for attributing bounces to a delivery
+DELIVERY_HEADER = "X-Campaigns-Delivery"
+
+
+class AttachmentError(CampaignsError):
+    """A recipient's attachment file is missing or unreadable."""
+
+
+@dataclass
+class CampaignRuntime:
+    id: int
+    name: str
+    relay: str | None
+    template: CompiledTemplate
+    builder: MessageBuilder
+    attachment_column: str | None
+    from_domain: str
+
+
+def compile_stored(template: Template) -> CompiledTemplate:
+    return compile_template(template.name, template.subject, template.html, template.text)
+
+
+def load_runtime(session: Session, campaign_id: int) -> CampaignRuntime:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignsError(f"campaign id {campaign_id} does not exist")
+    template = session.get(Template, campaign.template_id)
+    assert template is not None
+    _, addr = parse_address(campaign.from_addr, field="from")
+    return CampaignRuntime(
+        id=campaign.id, name=campaign.name, relay=campaign.relay,
+        template=compile_stored(template),
+        builder=MessageBuilder(from_addr=campaign.from_addr, reply_to=campaign.reply_to),
+        attachment_column=campaign.attachment_column,
+        from_domain=addr.rpartition("@")[2] or "localhost")
+
+
+def runtime_by_name(session: Session, name: str) -> CampaignRuntime:
+    from campaigns.lifecycle import get_campaign
+    return load_runtime(session, get_campaign(session, name).id)
+
+
+def unsubscribe_url(settings: Settings, delivery_id: int | None, sender: str) -> str:
+    """The configured base plus a signed token; without a base, a mailto: to the sender."""
+    if settings.unsubscribe_url and delivery_id is not None:
+        return settings.unsubscribe_url + make_token(settings.secret_key, "unsubscribe", delivery_id)
+    if settings.unsubscribe_url:
+        return settings.unsubscribe_url + "preview"
+    return "mailto:" + sender + "?subject=" + urllib.parse.quote("unsubscribe")
+
+
+def attachment_path(rt: CampaignRuntime, address: str, attributes: Mapping[str, Any],
+                    source_dir: str | None) -> Path | None:
+    if not rt.attachment_column:
+        return None
+    value = str(attributes.get(rt.attachment_column) or "").strip()
+    if not value:
+        raise AttachmentError(f"{address}: column '{rt.attachment_column}' is empty or missing")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and source_dir:
+        path = Path(source_dir) / path
+    return path
+
+
+def load_attachment(rt: CampaignRuntime, address: str, attributes: Mapping[str, Any],
+                    source_dir: str | None) -> list[Attachment]:
+    path = attachment_path(rt, address, attributes, source_dir)
+    if path is None:
+        return []
+    try:
+        return [Attachment(filename=path.name, content=path.read_bytes())]
+    except OSError as err:
+        raise AttachmentError(f"{address}: attachment {path} (column '{rt.attachment_column}'):"
+                              f" {err.strerror or err}") from None
+
+
+def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
+           attributes: Mapping[str, Any]) -> tuple[Rendered, str | None]:
+    sender = rt.builder.envelope_from
+    url = unsubscribe_url(settings, delivery_id, sender)
+    context = build_context(email=address, attributes=attributes, campaign_name=rt.name,
+                            unsubscribe_url=url)
+    list_url = url if settings.unsubscribe_url and delivery_id is not None else None
+    return rt.template.render(context), list_url
+
+
+def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
+            attributes: Mapping[str, Any], source_dir: str | None,
+            to: str | None = None) -> tuple[bytes, str]:
+    """Render and build one message for `address` (sent to `to` when given, for test
+    copies). Returns (RFC 5322 bytes, Message-ID).
+    Raises TemplateRenderError, AttachmentError, InputError (header injection)."""
+    rendered, list_url = render(rt, settings, delivery_id=delivery_id, address=address,
+                                attributes=attributes)
+    attachments = load_attachment(rt, address, attributes, source_dir)
+    message_id = make_message_id(f"{delivery_id or 'test'}.{rt.id}", rt.from_domain)
+    headers = {}
+    if delivery_id is not None:
+        headers[DELIVERY_HEADER] = make_token(settings.secret_key, "delivery", delivery_id)
+    data = rt.builder.build(to=to or address, subject=rendered.subject, html=rendered.html,
+                            text=rendered.text, message_id=message_id, unsubscribe_url=list_url,
+                            attachments=attachments, headers=headers)
+    return data, message_id
+
+
+def contact_row(session: Session, address: str) -> tuple[str, dict[str, Any], str | None]:
+    from campaigns.audience import normalise_address
+    from campaigns.errors import NotFound
+    from campaigns.models import Contact
+
+    try:
+        address = normalise_address(address)
+    except ValueError:
+        pass
+    row = session.execute(select(Contact.email, Contact.attributes, Contact.source_dir)
+                          .where(Contact.email == address)).first()
+    if row is None:
+        raise NotFound(f"no contact with address {address}")
+    return row[0], dict(row[1] or {}), row[2]

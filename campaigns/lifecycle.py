@@ -1,0 +1,257 @@
+"""Campaign lifecycle: create, launch (preflight, expand, enqueue), pause, resume, cancel,
+status, and the periodic maintenance that keeps the ledger honest.
+
+Enqueueing is done through a callable handed in by the caller (the Celery layer), so this
+module never imports Celery."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Sequence
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.db import Database, as_utc
+from campaigns.errors import InputError, NotFound, StateError
+from campaigns.models import (DELIVERY_STATUSES, OPEN, PENDING, Campaign, CampaignStatus,
+                              Contact, ContactList, Delivery, ListMember, Suppression, Template,
+                              utcnow)
+from campaigns.settings import Settings
+
+#: enqueue(delivery_ids, countdown_s) publishes one send task per id
+Enqueue = Callable[[Sequence[int], float | None], None]
+
+#: a deferred row whose retry is this late has lost its task (worker died before publishing)
+OVERDUE_RETRY_S = 120.0
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
+    if campaign is None:
+        names = session.scalars(select(Campaign.name).order_by(Campaign.name).limit(20)).all()
+        raise NotFound(f"no campaign named '{name}' (campaigns: {', '.join(names) or 'none'})")
+    return campaign
+
+
+def get_template(session: Session, name: str) -> Template:
+    template = session.scalars(select(Template).where(Template.name == name)).first()
+    if template is None:
+        names = session.scalars(select(Template.name).order_by(Template.name).limit(20)).all()
+        raise NotFound(f"no template named '{name}' (templates: {', '.join(names) or 'none'})")
+    return template
+
+
+def create_campaign(db: Database, settings: Settings, *, name: str, list_name: str,
+                    template: str, from_addr: str, reply_to: str | None = None,
+                    relay: str | None = None, attachment_column: str | None = None) -> Campaign:
+    from campaigns.audience import get_list
+    from campaigns.mime import parse_address
+
+    parse_address(from_addr, field="--from")
+    if reply_to:
+        parse_address(reply_to, field="--reply-to")
+    relay_name = settings.relay(relay).name
+    if not name.strip() or any(c in name for c in "\r\n"):
+        raise InputError("a campaign name must be a non-empty single line", field="NAME")
+    with db.session() as s:
+        if s.scalars(select(Campaign.id).where(Campaign.name == name)).first():
+            raise StateError(f"a campaign named '{name}' already exists")
+        campaign = Campaign(name=name, list_id=get_list(s, list_name).id,
+                            template_id=get_template(s, template).id, from_addr=from_addr,
+                            reply_to=reply_to, relay=relay_name, attachment_column=attachment_column,
+                            status=CampaignStatus.DRAFT.value)
+        s.add(campaign)
+    return campaign
+
+
+@dataclass
+class LaunchReport:
+    campaign: str
+    added: int = 0
+    suppressed: int = 0
+    enqueued: int = 0
+    relaunch: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> LaunchReport:
+    """Preflight, expand the list into the ledger, mark the campaign sending, enqueue.
+
+    Idempotent: launching a campaign that is already sending adds only recipients that
+    joined the list since and re-publishes unsent rows (claims make duplicates harmless)."""
+    from campaigns.preflight import run_preflight
+
+    with db.session() as s:
+        campaign = get_campaign(s, name)
+    if campaign.status in (CampaignStatus.CANCELLED.value, CampaignStatus.FINISHED.value):
+        raise StateError(f"campaign '{name}' is {campaign.status}; create a new one to send again")
+    if campaign.status == CampaignStatus.PAUSED.value:
+        raise StateError(f"campaign '{name}' is paused; use `campaigns resume {name}`")
+    report = LaunchReport(campaign=name, relaunch=campaign.status == CampaignStatus.SENDING.value)
+    if not report.relaunch:
+        report.warnings = run_preflight(db, settings, campaign)
+    report.added, report.suppressed = _expand(db, campaign, settings.sending.expand_batch)
+    with db.session() as s:
+        s.execute(update(Campaign).where(Campaign.id == campaign.id).values(
+            status=CampaignStatus.SENDING.value, status_reason=None,
+            launched_at=func.coalesce(Campaign.launched_at, utcnow())))
+    report.enqueued = _enqueue_status(db, campaign.id, ("queued",), enqueue,
+                                      settings.sending.enqueue_batch)
+    return report
+
+
+def _insert(db: Database) -> Any:
+    if db.dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _expand(db: Database, campaign: Campaign, batch: int) -> tuple[int, int]:
+    """One Delivery row per list member, keyset-paged; suppressed addresses get `suppressed`."""
+    insert, last, added, suppressed = _insert(db), 0, 0, 0
+    query = (select(ListMember.contact_id, Contact.email, Suppression.id)
+             .join(Contact, Contact.id == ListMember.contact_id)
+             .outerjoin(Suppression, Suppression.address == Contact.email)
+             .where(ListMember.list_id == campaign.list_id)
+             .order_by(ListMember.contact_id).limit(batch))
+    while True:
+        with db.session() as s:
+            rows = s.execute(query.where(ListMember.contact_id > last)).all()
+            if not rows:
+                return added, suppressed
+            now = utcnow()
+            values = [{"campaign_id": campaign.id, "contact_id": cid, "address": email,
+                       "status": "suppressed" if sup else "queued", "attempts": 0,
+                       "updated_at": now} for cid, email, sup in rows]
+            stmt = insert(Delivery).values(values).on_conflict_do_nothing(
+                index_elements=["campaign_id", "address"]).returning(Delivery.status)
+            statuses = s.scalars(stmt).all()
+            added += len(statuses)
+            suppressed += sum(1 for st in statuses if st == "suppressed")
+            last = rows[-1][0]
+
+
+def _enqueue_status(db: Database, campaign_id: int, statuses: Sequence[str], enqueue: Enqueue,
+                    batch: int) -> int:
+    last, total = 0, 0
+    while True:
+        with db.session() as s:
+            ids = s.scalars(select(Delivery.id).where(
+                Delivery.campaign_id == campaign_id, Delivery.status.in_(statuses),
+                Delivery.id > last).order_by(Delivery.id).limit(batch)).all()
+        if not ids:
+            return total
+        enqueue(ids, None)
+        total += len(ids)
+        last = ids[-1]
+
+
+def _set_status(db: Database, name: str, allowed: Sequence[str], new: str,
+                reason: str | None = None) -> Campaign:
+    with db.session() as s:
+        campaign = get_campaign(s, name)
+        if campaign.status not in allowed:
+            raise StateError(f"campaign '{name}' is {campaign.status}; "
+                             f"this needs one of: {', '.join(allowed)}")
+        values: dict[str, Any] = {"status": new, "status_reason": reason}
+        if new in (CampaignStatus.CANCELLED.value, CampaignStatus.FINISHED.value):
+            values["finished_at"] = utcnow()
+        s.execute(update(Campaign).where(Campaign.id == campaign.id).values(**values))
+        campaign.status = new
+    return campaign
+
+
+def pause(db: Database, name: str, reason: str = "paused by a person") -> None:
+    """Workers claim rows only of `sending` campaigns, so no new send starts after this."""
+    _set_status(db, name, ("sending",), CampaignStatus.PAUSED.value, reason)
+
+
+def resume(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> int:
+    """Back to sending; re-publishes the unsent rows only. Returns how many."""
+    campaign = _set_status(db, name, ("paused",), CampaignStatus.SENDING.value)
+    count = _enqueue_status(db, campaign.id, ("queued",), enqueue, settings.sending.enqueue_batch)
+    return count + _enqueue_deferred(db, campaign.id, enqueue)
+
+
+def _enqueue_deferred(db: Database, campaign_id: int | None, enqueue: Enqueue,
+                      older_than: datetime | None = None) -> int:
+    """Publish deferred rows of sending campaigns, each with its remaining wait. Rows picked
+    for being overdue get `next_attempt_at = now`, so they are not picked again at once."""
+    now = utcnow()
+    query = (select(Delivery.id, Delivery.next_attempt_at)
+             .join(Campaign, Campaign.id == Delivery.campaign_id)
+             .where(Delivery.status == "deferred", Campaign.status == "sending"))
+    if campaign_id is not None:
+        query = query.where(Delivery.campaign_id == campaign_id)
+    if older_than is not None:
+        query = query.where(Delivery.next_attempt_at < older_than)
+    with db.session() as s:
+        rows = s.execute(query).all()
+        if older_than is not None and rows:
+            s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]),
+                                             Delivery.status == "deferred")
+                      .values(next_attempt_at=now))
+    for did, due in rows:
+        wait = 0.0 if older_than is not None else ((as_utc(due) or now) - now).total_seconds()
+        enqueue([did], wait if wait > 0 else None)
+    return len(rows)
+
+
+def cancel(db: Database, name: str) -> int:
+    """Cancel the campaign; its unsent rows become `cancelled`. Returns how many."""
+    campaign = _set_status(db, name, ("draft", "sending", "paused"), CampaignStatus.CANCELLED.value)
+    with db.session() as s:
+        return s.execute(update(Delivery).where(
+            Delivery.campaign_id == campaign.id, Delivery.status.in_(PENDING)).values(
+            status="cancelled", updated_at=utcnow())).rowcount
+
+
+def counts(db: Database, name: str) -> dict[str, Any]:
+    """The ledger's view of a campaign, as `campaigns status --json` prints it."""
+    with db.session() as s:
+        campaign = get_campaign(s, name)
+        rows = s.execute(select(Delivery.status, func.count()).where(
+            Delivery.campaign_id == campaign.id).group_by(Delivery.status)).all()
+    by_status = {st: 0 for st in DELIVERY_STATUSES}
+    by_status.update({st: n for st, n in rows})
+    return {"campaign": campaign.name, "status": campaign.status,
+            "reason": campaign.status_reason, "total": sum(by_status.values()),
+            "counts": by_status}
+
+
+def maintenance(db: Database, enqueue: Enqueue | None = None) -> dict[str, int]:
+    """Periodic ledger upkeep (every worker runs it, one at a time):
+    rows `sending` past their lease become `in_doubt` (held for a person: the worker died
+    between the relay's answer and our write, we cannot know whether it was sent);
+    deferred rows whose retry task was lost are re-published; campaigns with no open row
+    are finished."""
+    now = utcnow()
+    with db.session() as s:
+        in_doubt = s.execute(update(Delivery).where(
+            Delivery.status == "sending", Delivery.lease_until < now).values(
+            status="in_doubt", updated_at=now,
+            reply_text="lease expired while sending: the worker stopped before recording"
+                       " the relay's answer")).rowcount
+    republished = 0
+    if enqueue is not None:
+        republished = _enqueue_deferred(db, None, enqueue,
+                                        older_than=now - timedelta(seconds=OVERDUE_RETRY_S))
+    with db.session() as s:
+        open_rows = exists().where(Delivery.campaign_id == Campaign.id,
+                                   Delivery.status.in_(OPEN))
+        finished = s.execute(update(Campaign).where(
+            Campaign.status == "sending", ~open_rows).values(
+            status="finished", finished_at=now)).rowcount
+    return {"in_doubt": in_doubt, "republished": republished, "finished": finished}
+
+
+def list_campaigns(db: Database) -> list[dict[str, Any]]:
+    with db.session() as s:
+        rows = s.execute(select(Campaign.name, Campaign.status, ContactList.name, Template.name)
+                         .join(ContactList, ContactList.id == Campaign.list_id)
+                         .join(Template, Template.id == Campaign.template_id)
+                         .order_by(Campaign.id)).all()
+    return [{"name": n, "status": st, "list": ln, "template": tn} for n, st, ln, tn in rows]

@@ -1,0 +1,128 @@
+"""The schema. The `deliveries` table is the ledger: one row per (campaign, recipient)."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CampaignStatus(str, enum.Enum):
+    DRAFT = "draft"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class DeliveryStatus(str, enum.Enum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+    IN_DOUBT = "in_doubt"
+
+
+DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
+#: rows a worker may still pick up
+PENDING = ("queued", "deferred")
+#: rows that still keep a campaign open
+OPEN = ("queued", "deferred", "sending")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source_dir: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ContactList(Base):
+    __tablename__ = "lists"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ListMember(Base):
+    __tablename__ = "list_members"
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text, default="manual")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    text_generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"))
+    from_addr: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(200))
+    attachment_column: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "address", name="uq_delivery_campaign_address"),
+        Index("ix_delivery_campaign_status", "campaign_id", "status"),
+        Index("ix_delivery_status_lease", "status", "lease_until"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    address: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reply_code: Mapped[int | None] = mapped_column(Integer)
+    enhanced_status: Mapped[str | None] = mapped_column(String(20))
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

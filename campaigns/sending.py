@@ -1,0 +1,163 @@
+"""The send path: claim one ledger row, render, send through the relay, record the answer.
+
+One `Sender` per worker process; it caches each campaign's compiled template and message
+builder and keeps one relay object (one SMTP connection) per relay name."""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, or_, select, update
+
+from campaigns.compose import AttachmentError, CampaignRuntime, compose, load_runtime
+from campaigns.db import Database
+from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
+                              RelayPermanentError, RelayTemporaryError, TemplateRenderError)
+from campaigns.models import PENDING, Campaign, Contact, Delivery, utcnow
+from campaigns.relays import OutgoingMessage, Relay, build_relay
+from campaigns.settings import SendingPolicy, Settings
+
+log = logging.getLogger(__name__)
+
+#: tolerance for clocks of different hosts when a retry comes due
+CLOCK_SKEW_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str                       # the row's new status, or "skipped" when not claimable
+    retry_in_s: float | None = None   # publish the task again after this many seconds
+
+
+SKIPPED = Outcome("skipped")
+
+
+def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
+    """Exponential backoff with jitter; a server's "retry after" hint wins when longer."""
+    delay = min(policy.retry_max_s, policy.retry_base_s * 2 ** max(0, attempts - 1))
+    delay *= random.uniform(1.0, 1.5)
+    return max(delay, hint_s or 0.0)
+
+
+class Sender:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+        self._campaigns: dict[int, CampaignRuntime] = {}
+        self._relays: dict[str, Relay] = {}
+
+    def close(self) -> None:
+        for relay in self._relays.values():
+            relay.close()
+        self._relays.clear()
+
+    def relay(self, name: str | None) -> Relay:
+        config = self.settings.relay(name)
+        if config.name not in self._relays:
+            self._relays[config.name] = build_relay(config)
+        return self._relays[config.name]
+
+    def _runtime(self, campaign_id: int) -> CampaignRuntime:
+        rt = self._campaigns.get(campaign_id)
+        if rt is None:
+            with self.db.session() as s:
+                rt = self._campaigns[campaign_id] = load_runtime(s, campaign_id)
+        return rt
+
+    def _claim(self, delivery_id: int) -> Any:
+        now = utcnow()
+        sending = exists().where(Campaign.id == Delivery.campaign_id, Campaign.status == "sending")
+        stmt = (update(Delivery)
+                .where(Delivery.id == delivery_id, Delivery.status.in_(PENDING), sending,
+                       or_(Delivery.next_attempt_at.is_(None),
+                           Delivery.next_attempt_at <= now + timedelta(seconds=CLOCK_SKEW_S)))
+                .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now,
+                        lease_until=now + timedelta(seconds=self.settings.sending.lease_s))
+                .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
+                           Delivery.contact_id))
+        with self.db.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+            if row is None:
+                return None
+            contact = conn.execute(select(Contact.attributes, Contact.source_dir)
+                                   .where(Contact.id == row.contact_id)).first()
+        return row, contact
+
+    def deliver(self, delivery_id: int) -> Outcome:
+        """Send one ledger row if it can be claimed. Never raises for a recipient's or
+        relay's failure: the answer is written to the row and returned."""
+        claimed = self._claim(delivery_id)
+        if claimed is None:
+            return SKIPPED
+        row, contact = claimed
+        attributes, source_dir = (dict(contact[0] or {}), contact[1]) if contact else ({}, None)
+        rt = self._runtime(row.campaign_id)
+        try:
+            data, message_id = compose(rt, self.settings, delivery_id=delivery_id,
+                                       address=row.address, attributes=attributes,
+                                       source_dir=source_dir)
+        except (TemplateRenderError, AttachmentError, InputError) as err:
+            return self._record(delivery_id, "failed", text=str(err))
+        message = OutgoingMessage(sender=rt.builder.envelope_from, recipient=row.address,
+                                  data=data, message_id=message_id,
+                                  smtputf8=not row.address.isascii())
+        return self._send(rt, delivery_id, row.attempts, message)
+
+    def _send(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
+              message: OutgoingMessage) -> Outcome:
+        try:
+            result = self.relay(rt.relay).send(message)
+        except RelayConfigError as err:
+            return self._relay_refused(rt, delivery_id, err)
+        except RelayTemporaryError as err:
+            if attempts >= self.settings.sending.max_attempts:
+                return self._record(delivery_id, "failed", err,
+                                    note=f"gave up after {attempts} attempts: ")
+            delay = backoff_s(self.settings.sending, attempts, err.retry_after_s)
+            return self._record(delivery_id, "deferred", err, retry_in_s=delay)
+        except RelayPermanentError as err:
+            return self._record(delivery_id, "bounced", err)
+        except RelayInDoubt as err:
+            return self._record(delivery_id, "in_doubt", err)
+        return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
+                            text=result.text, message_id=message.message_id)
+
+    def _relay_refused(self, rt: CampaignRuntime, delivery_id: int,
+                       err: RelayConfigError) -> Outcome:
+        """Our relay refuses us: not the recipient's fault. The row goes back to the queue
+        (the attempt is not counted) and the campaign pauses until a person fixes the relay."""
+        reason = f"relay '{rt.relay or self.settings.default_relay}' refused us: {err}"
+        log.error("campaign %s paused: %s", rt.name, reason)
+        now = utcnow()
+        with self.db.engine.begin() as conn:
+            conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                status="queued", attempts=Delivery.attempts - 1, lease_until=None,
+                updated_at=now, reply_code=err.code, enhanced_status=err.enhanced,
+                reply_text=str(err)))
+            conn.execute(update(Campaign).where(Campaign.id == rt.id,
+                                                Campaign.status == "sending")
+                         .values(status="paused", status_reason=reason))
+        return Outcome("queued")
+
+    def _record(self, delivery_id: int, status: str, err: RelayError | None = None, *,
+                code: int | None = None, enhanced: str | None = None, text: str | None = None,
+                message_id: str | None = None, retry_in_s: float | None = None,
+                note: str = "") -> Outcome:
+        now = utcnow()
+        if err is not None:
+            code, enhanced, text = err.code, err.enhanced, err.text or str(err)
+        values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None,
+                                  "reply_code": code, "enhanced_status": enhanced,
+                                  "reply_text": (note + (text or ""))[:2000] or None}
+        if status == "sent":
+            values.update(sent_at=now, message_id=message_id, next_attempt_at=None)
+        if retry_in_s is not None:
+            values["next_attempt_at"] = now + timedelta(seconds=retry_in_s)
+        with self.db.engine.begin() as conn:
+            # `in_doubt` too: a lease that expired during a slow send still gets the truth
+            conn.execute(update(Delivery).where(Delivery.id == delivery_id,
+                                                Delivery.status.in_(("sending", "in_doubt")))
+                         .values(**values))
+        return Outcome(status, retry_in_s)

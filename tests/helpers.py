@@ -1,0 +1,62 @@
+"""Small builders shared by the pipeline tests."""
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+from pathlib import Path
+from typing import Iterable
+
+from campaigns import lifecycle
+from campaigns.audience import import_contacts
+from campaigns.templates import add_template
+
+HTML = """<html><body>
+<p>Ciao {{ contact.first_name }},</p>
+<p>il tuo codice è <b>{{ contact.code }}</b>.</p>
+<p><a href="{{ unsubscribe_url }}">Cancellati</a></p>
+</body></html>
+"""
+
+
+def write_csv(path: Path, rows: Iterable[tuple[str, ...]], header: str = "email,first_name,code") -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header.split(","))
+        writer.writerows(rows)
+    return path
+
+
+def make_campaign(project, name: str = "c1", n: int = 100, *, prefix: str = "user",  # type: ignore[no-untyped-def]
+                  rows: list[tuple[str, ...]] | None = None, html: str = HTML,
+                  subject: str = "Offerta per {{ contact.first_name }}", **create_kw) -> list[str]:
+    """Import n contacts into list `name`-list, add template `name`-tpl, create the campaign.
+    Returns the addresses."""
+    rows = rows if rows is not None else [(f"{prefix}{i}@example.test", f"Nome{i}", f"C{i:05d}")
+                                          for i in range(n)]
+    csv_path = write_csv(project.root / f"{name}.csv", rows)
+    db, settings = project.ctx.db, project.ctx.settings
+    import_contacts(db, csv_path, f"{name}-list")
+    html_path = project.root / f"{name}.html"
+    html_path.write_text(html, encoding="utf-8")
+    add_template(db, f"{name}-tpl", subject, html_path)
+    lifecycle.create_campaign(db, settings, name=name, list_name=f"{name}-list",
+                              template=f"{name}-tpl", from_addr="Negozio Più <news@shop.test>",
+                              **create_kw)
+    return [r[0] for r in rows]
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def ledger(project, name: str) -> dict[str, tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """address -> (status, attempts)"""
+    from sqlalchemy import select
+
+    from campaigns.models import Delivery
+    with project.ctx.db.session() as s:
+        cid = lifecycle.get_campaign(s, name).id
+        rows = s.execute(select(Delivery.address, Delivery.status, Delivery.attempts)
+                         .where(Delivery.campaign_id == cid)).all()
+    return {a: (st, n) for a, st, n in rows}

@@ -1,0 +1,86 @@
+"""The Celery app, configured from the project's settings (see campaigns.settings)."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, signals
+
+from campaigns.context import Context, broker_url, open_context, redis_url
+from campaigns.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+#: how often the ledger upkeep runs (one worker at a time, under a Redis lock)
+MAINTENANCE_EVERY_S = 2.0
+
+settings = load_settings()
+app = Celery("campaigns", include=["workers.tasks"])
+app.conf.update(
+    broker_url=broker_url(settings),
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={"visibility_timeout": settings.sending.visibility_timeout_s},
+    task_default_queue=settings.queue,
+    task_acks_late=True,                 # a task is acked after it ran, not when received
+    task_reject_on_worker_lost=True,     # a killed child's task goes back to the queue
+    task_ignore_result=True,
+    result_backend=None,
+    task_serializer="json",
+    accept_content=["json"],
+    worker_prefetch_multiplier=16,
+    worker_send_task_events=False,
+    worker_hijack_root_logger=False,
+)
+
+_context: Context | None = None
+_lock = threading.Lock()
+
+
+def context() -> Context:
+    """This process's settings + database (created after fork, once)."""
+    global _context
+    with _lock:
+        if _context is None:
+            _context = open_context(settings, migrate=False)
+        return _context
+
+
+def _maintenance_loop(stop: threading.Event) -> None:
+    import redis
+
+    from campaigns.lifecycle import maintenance
+    from workers.dispatch import enqueue
+
+    client = redis.Redis.from_url(redis_url(settings))
+    while not stop.wait(MAINTENANCE_EVERY_S):
+        try:
+            lock_ms = int(MAINTENANCE_EVERY_S * 1000 * 0.9)
+            if client.set("campaigns:maintenance", "1", nx=True, px=lock_ms):
+                done = maintenance(context().db, enqueue)
+                if any(done.values()):
+                    log.info("ledger upkeep: %s", done)
+        except Exception:  # keep the loop alive through a database or Redis hiccup
+            log.exception("ledger upkeep failed; retrying in %.0f s", MAINTENANCE_EVERY_S)
+
+
+_stop = threading.Event()
+
+
+@signals.worker_ready.connect
+def _start_maintenance(**_: Any) -> None:
+    threading.Thread(target=_maintenance_loop, args=(_stop,), name="ledger-upkeep",
+                     daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    _stop.set()
+    from workers.tasks import close_sender
+    close_sender()
+
+
+@signals.worker_process_shutdown.connect
+def _process_shutdown(**_: Any) -> None:
+    from workers.tasks import close_sender
+    close_sender()
