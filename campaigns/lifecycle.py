@@ -110,8 +110,11 @@ def _insert(db: Database) -> Any:
 
 
 def _expand(db: Database, campaign: Campaign, batch: int) -> tuple[int, int]:
-    """One Delivery row per list member, keyset-paged; suppressed addresses get `suppressed`."""
-    insert, last, added, suppressed = _insert(db), 0, 0, 0
+    """One Delivery row per list member, keyset-paged; suppressed addresses get `suppressed`.
+    Returns (rows added, of which suppressed)."""
+    before = _status_counts(db, campaign.id)
+    insert, last = _insert(db), 0
+    stmt = insert(Delivery).on_conflict_do_nothing(index_elements=["campaign_id", "address"])
     query = (select(ListMember.contact_id, Contact.email, Suppression.id)
              .join(Contact, Contact.id == ListMember.contact_id)
              .outerjoin(Suppression, Suppression.address == Contact.email)
@@ -121,17 +124,22 @@ def _expand(db: Database, campaign: Campaign, batch: int) -> tuple[int, int]:
         with db.session() as s:
             rows = s.execute(query.where(ListMember.contact_id > last)).all()
             if not rows:
-                return added, suppressed
+                break
             now = utcnow()
-            values = [{"campaign_id": campaign.id, "contact_id": cid, "address": email,
-                       "status": "suppressed" if sup else "queued", "attempts": 0,
-                       "updated_at": now} for cid, email, sup in rows]
-            stmt = insert(Delivery).values(values).on_conflict_do_nothing(
-                index_elements=["campaign_id", "address"]).returning(Delivery.status)
-            statuses = s.scalars(stmt).all()
-            added += len(statuses)
-            suppressed += sum(1 for st in statuses if st == "suppressed")
+            s.execute(stmt, [{"campaign_id": campaign.id, "contact_id": cid, "address": email,
+                              "status": "suppressed" if sup else "queued", "attempts": 0,
+                              "updated_at": now} for cid, email, sup in rows])
             last = rows[-1][0]
+    after = _status_counts(db, campaign.id)
+    return (sum(after.values()) - sum(before.values()),
+            after.get("suppressed", 0) - before.get("suppressed", 0))
+
+
+def _status_counts(db: Database, campaign_id: int) -> dict[str, int]:
+    with db.session() as s:
+        rows = s.execute(select(Delivery.status, func.count()).where(
+            Delivery.campaign_id == campaign_id).group_by(Delivery.status)).all()
+    return {status: n for status, n in rows}
 
 
 def _enqueue_status(db: Database, campaign_id: int, statuses: Sequence[str], enqueue: Enqueue,
@@ -213,10 +221,8 @@ def counts(db: Database, name: str) -> dict[str, Any]:
     """The ledger's view of a campaign, as `campaigns status --json` prints it."""
     with db.session() as s:
         campaign = get_campaign(s, name)
-        rows = s.execute(select(Delivery.status, func.count()).where(
-            Delivery.campaign_id == campaign.id).group_by(Delivery.status)).all()
     by_status = {st: 0 for st in DELIVERY_STATUSES}
-    by_status.update({st: n for st, n in rows})
+    by_status.update(_status_counts(db, campaign.id))
     return {"campaign": campaign.name, "status": campaign.status,
             "reason": campaign.status_reason, "total": sum(by_status.values()),
             "counts": by_status}
