@@ -171,17 +171,22 @@ def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
     c = ctx()
     if pool == "prefork":
         group = WorkerGroup(1, queue=c.settings.queue, pool="prefork", concurrency=concurrency,
-                            loglevel=loglevel)
+                            loglevel=loglevel, quiet=False)
     else:
-        group = WorkerGroup(concurrency, queue=c.settings.queue, loglevel=loglevel)
-    group.log = None
+        group = WorkerGroup(concurrency, queue=c.settings.queue, loglevel=loglevel, quiet=False)
     group.start()
     out.print(f"{len(group.procs)} worker process(es) started; Ctrl-C to stop")
+    sig.signal(sig.SIGTERM, _interrupt)  # a service manager's stop = Ctrl-C: warm shutdown
     try:
-        sig.signal(sig.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        raise typer.Exit(group.wait())
+        code = group.wait()
     except KeyboardInterrupt:
         group.stop()
+        return
+    raise typer.Exit(code)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command("demo")

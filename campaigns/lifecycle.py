@@ -26,20 +26,21 @@ Enqueue = Callable[[Sequence[int], float | None], None]
 OVERDUE_RETRY_S = 120.0
 
 
+def _named(session: Session, model: Any, kind: str, name: str) -> Any:
+    """The row of `model` called `name`, or NotFound listing what exists."""
+    found = session.scalars(select(model).where(model.name == name)).first()
+    if found is None:
+        names = session.scalars(select(model.name).order_by(model.name).limit(20)).all()
+        raise NotFound(f"no {kind} named '{name}' ({kind}s: {', '.join(names) or 'none'})")
+    return found
+
+
 def get_campaign(session: Session, name: str) -> Campaign:
-    campaign = session.scalars(select(Campaign).where(Campaign.name == name)).first()
-    if campaign is None:
-        names = session.scalars(select(Campaign.name).order_by(Campaign.name).limit(20)).all()
-        raise NotFound(f"no campaign named '{name}' (campaigns: {', '.join(names) or 'none'})")
-    return campaign
+    return _named(session, Campaign, "campaign", name)  # type: ignore[no-any-return]
 
 
 def get_template(session: Session, name: str) -> Template:
-    template = session.scalars(select(Template).where(Template.name == name)).first()
-    if template is None:
-        names = session.scalars(select(Template.name).order_by(Template.name).limit(20)).all()
-        raise NotFound(f"no template named '{name}' (templates: {', '.join(names) or 'none'})")
-    return template
+    return _named(session, Template, "template", name)  # type: ignore[no-any-return]
 
 
 def create_campaign(db: Database, settings: Settings, *, name: str, list_name: str,

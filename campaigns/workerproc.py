@@ -25,9 +25,11 @@ class WorkerGroup:
 
     def __init__(self, count: int, *, queue: str, env: Mapping[str, str] | None = None,
                  pool: str = "solo", concurrency: int = 1, loglevel: str = "WARNING",
-                 log: IO[bytes] | IO[str] | None = None) -> None:
+                 log: IO[bytes] | IO[str] | None = None, quiet: bool = True) -> None:
         self.count, self.queue, self.pool, self.concurrency = count, queue, pool, concurrency
-        self.loglevel, self.log = loglevel, log
+        self.loglevel = loglevel
+        # output to `log`, else discarded (quiet) or inherited from this process
+        self.log = log if log is not None else (subprocess.DEVNULL if quiet else None)
         self.env = dict(os.environ if env is None else env)
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -36,8 +38,7 @@ class WorkerGroup:
             self.procs.append(subprocess.Popen(
                 worker_argv(i, queue=self.queue, pool=self.pool, concurrency=self.concurrency,
                             loglevel=self.loglevel),
-                env=self.env, stdout=self.log or subprocess.DEVNULL,
-                stderr=self.log or subprocess.DEVNULL, start_new_session=True))
+                env=self.env, stdout=self.log, stderr=self.log, start_new_session=True))
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -62,9 +62,7 @@ def test_worker_killed_mid_campaign_leaves_each_recipient_sent_once_or_in_doubt(
     project.sink.delay_s = 0.01
     group = project.workers(1)
     project.cli("launch", "kill")
-    deadline = time.monotonic() + 60
-    while len(project.sink.received) < 100 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert project.sink.wait_for(100, timeout_s=60)
     group.kill()               # SIGKILL to the whole process group, mid-send
     for proc in group.procs:
         proc.wait()
@@ -89,9 +87,7 @@ def test_pause_stops_sends_resume_continues_with_unsent_only(project):
     project.sink.delay_s = 0.02
     project.workers(1)
     project.cli("launch", "pz")
-    deadline = time.monotonic() + 60
-    while len(project.sink.received) < 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert project.sink.wait_for(30, timeout_s=60)
     project.cli("pause", "pz")
     time.sleep(2)
     after_two_seconds = len(project.sink.received)
@@ -111,9 +107,7 @@ def test_cancel_marks_unsent_rows_cancelled(project):
     project.sink.delay_s = 0.02
     project.workers(1)
     project.cli("launch", "cx")
-    deadline = time.monotonic() + 60
-    while len(project.sink.received) < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert project.sink.wait_for(20, timeout_s=60)
     project.cli("cancel", "cx")
     time.sleep(2)
     sent_then = len(project.sink.received)

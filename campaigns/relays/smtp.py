@@ -86,12 +86,13 @@ def _refuses_us(code: int, enhanced: str | None, text: str, stage: str) -> bool:
 def reply_error(code: int, msg: bytes | str, *, stage: str, subject: str,
                 before_mail: bool = False) -> RelayError:
     """The error for a refusal `code msg` at `stage` ("MAIL", "RCPT", "DATA", "end of DATA"):
-    RelayConfigError when our relay refuses us (any 5xx `before_mail`: greeting, EHLO, TLS),
-    else RelayTemporaryError for 4xx and RelayPermanentError for 5xx."""
+    RelayConfigError when our relay refuses us (any 5xx `before_mail`: greeting, EHLO, TLS;
+    any 5xx to MAIL FROM: the sender address is ours, no recipient is involved yet), else
+    RelayTemporaryError for 4xx and RelayPermanentError for 5xx."""
     enhanced, text = parse_reply(msg)
     reply = " ".join(p for p in (str(code), enhanced, text) if p)
     kw: dict[str, Any] = {"code": code, "enhanced": enhanced, "text": text}
-    if _refuses_us(code, enhanced, text, stage) or (before_mail and code >= 500):
+    if _refuses_us(code, enhanced, text, stage) or ((before_mail or stage == "MAIL") and code >= 500):
         return RelayConfigError(f"the relay refuses us at {subject}: {reply}", **kw)
     if 400 <= code < 500:
         return RelayTemporaryError(f"{subject} deferred: {reply}", retry_after_s=retry_after_s(text), **kw)
