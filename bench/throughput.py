@@ -7,6 +7,7 @@ own process. The ceiling is one smtplib loop over one connection sending N messa
 same size to the same sink. Run:
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--workers 2] [--db sqlite,postgresql]
+                                         [--sink aiosmtpd|fast]
 
 Prints messages/s, the ceiling and their ratio; writes bench/results/throughput-*.json.
 """
@@ -36,9 +37,12 @@ PG_URL = f"{PG_SERVER}/campaigns_bench"  # a database of its own: the tests use 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
-def start_sink() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "campaigns.sink", "--port", "0",
-                             "--no-keep-data"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+SINKS = {"aiosmtpd": [sys.executable, "-m", "campaigns.sink", "--port", "0", "--no-keep-data"],
+         "fast": [sys.executable, str(ROOT / "bench" / "fastsink.py"), "--port", "0"]}
+
+
+def start_sink(kind: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(SINKS[kind], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "listening 127.0.0.1:PORT"
     return proc, int(line.rsplit(":", 1)[1])
@@ -149,9 +153,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--sink", choices=sorted(SINKS), default="aiosmtpd",
+                        help="aiosmtpd (the project's sink) or fast (bench/fastsink.py)")
     args = parser.parse_args()
-    sink, port = start_sink()
-    results: dict[str, object] = {"messages": args.messages, "workers": args.workers}
+    sink, port = start_sink(args.sink)
+    results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
+                                  "sink": args.sink}
     try:
         size = len(HTML.encode()) * 2  # html + a text part of similar size
         results["ceiling_rate"] = ceiling(port, args.messages, size)
@@ -170,7 +177,7 @@ def main() -> None:
         sink.wait()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    (out / f"throughput-{args.sink}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from campaigns.errors import CampaignsError
 F = TypeVar("F", bound=Callable[..., Any])
 Enqueue = Callable[[Sequence[int], Optional[float]], None]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# show_locals off: a traceback must never print a frame's password or API key
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Queued bulk e-mail: audience, templates, campaigns, a delivery ledger.")
 contacts_app = typer.Typer(no_args_is_help=True, help="Import and inspect contacts and lists.")
 supp_app = typer.Typer(no_args_is_help=True, help="Addresses that must never be mailed.")
@@ -30,8 +31,8 @@ for sub, name in ((contacts_app, "contacts"), (supp_app, "suppressions"),
                   (templates_app, "templates"), (relays_app, "relays"), (redis_app, "redis")):
     app.add_typer(sub, name=name)
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 _enqueue_factory: Callable[[], Enqueue] | None = None
 
 

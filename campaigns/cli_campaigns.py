@@ -81,7 +81,7 @@ def cancel(name: str) -> None:
 
 def _done(c: dict[str, Any]) -> int:
     counts = c["counts"]
-    return c["total"] - counts["queued"] - counts["sending"] - counts["deferred"]
+    return int(c["total"] - counts["queued"] - counts["sending"] - counts["deferred"])
 
 
 @app.command("status")
@@ -148,7 +148,8 @@ def follow(db: Any, name: str, *, until_final: bool = True,
 
 @app.command("test-send")
 @handled
-def test_send(name: str, to: List[str] = typer.Option(..., "--to"),
+def test_send(name: str, to: List[str] = typer.Option(..., "--to",
+                                                     help="Repeat, or separate with commas"),
               contact: Optional[str] = typer.Option(None, "--contact",
                                                     help="Personalise as this contact")) -> None:
     """Send rendered copies to the given addresses; the ledger is not touched."""

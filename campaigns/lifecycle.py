@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import CursorResult, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.db import Database, as_utc
@@ -103,11 +103,9 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
 
 
 def _insert(db: Database) -> Any:
-    if db.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING on both."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    return postgresql.insert if db.dialect == "postgresql" else sqlite.insert
 
 
 def _expand(db: Database, campaign: Campaign, batch: int) -> tuple[int, int]:
@@ -213,9 +211,9 @@ def cancel(db: Database, name: str) -> int:
     """Cancel the campaign; its unsent rows become `cancelled`. Returns how many."""
     campaign = _set_status(db, name, ("draft", "sending", "paused"), CampaignStatus.CANCELLED.value)
     with db.session() as s:
-        return s.execute(update(Delivery).where(
+        return _rowcount(s.execute(update(Delivery).where(
             Delivery.campaign_id == campaign.id, Delivery.status.in_(PENDING)).values(
-            status="cancelled", updated_at=utcnow())).rowcount
+            status="cancelled", updated_at=utcnow())))
 
 
 def counts(db: Database, name: str) -> dict[str, Any]:
@@ -237,11 +235,11 @@ def maintenance(db: Database, enqueue: Enqueue | None = None) -> dict[str, int]:
     are finished."""
     now = utcnow()
     with db.session() as s:
-        in_doubt = s.execute(update(Delivery).where(
+        in_doubt = _rowcount(s.execute(update(Delivery).where(
             Delivery.status == "sending", Delivery.lease_until < now).values(
             status="in_doubt", updated_at=now,
             reply_text="lease expired while sending: the worker stopped before recording"
-                       " the relay's answer")).rowcount
+                       " the relay's answer")))
     republished = 0
     if enqueue is not None:
         republished = _enqueue_deferred(db, None, enqueue,
@@ -249,10 +247,15 @@ def maintenance(db: Database, enqueue: Enqueue | None = None) -> dict[str, int]:
     with db.session() as s:
         open_rows = exists().where(Delivery.campaign_id == Campaign.id,
                                    Delivery.status.in_(OPEN))
-        finished = s.execute(update(Campaign).where(
+        finished = _rowcount(s.execute(update(Campaign).where(
             Campaign.status == "sending", ~open_rows).values(
-            status="finished", finished_at=now)).rowcount
+            status="finished", finished_at=now)))
     return {"in_doubt": in_doubt, "republished": republished, "finished": finished}
+
+
+def _rowcount(result: Any) -> int:
+    """Rows an UPDATE touched (reliable for UPDATE on SQLite and PostgreSQL)."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def list_campaigns(db: Database) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
 
 from campaigns.compose import AttachmentError, CampaignRuntime, compose, load_runtime
 from campaigns.db import Database
@@ -34,12 +34,40 @@ class Outcome:
 
 SKIPPED = Outcome("skipped")
 
+# Statements built once: constructing SQLAlchemy expressions per message cost more than the
+# database work itself (profiled: ~1.5 ms of ~4.9 ms per message).
+_WHEN = DateTime(timezone=True)
+_CLAIM = (update(Delivery)
+          .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
+                 exists().where(Campaign.id == Delivery.campaign_id, Campaign.status == "sending"),
+                 or_(Delivery.next_attempt_at.is_(None),
+                     Delivery.next_attempt_at <= bindparam("b_due", type_=_WHEN)))
+          .values(status="sending", attempts=Delivery.attempts + 1,
+                  updated_at=bindparam("b_now", type_=_WHEN),
+                  lease_until=bindparam("b_lease", type_=_WHEN))
+          .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
+                     Delivery.contact_id))
+_CONTACT = select(Contact.attributes, Contact.source_dir).where(Contact.id == bindparam("b_id"))
+def _typed(column: str) -> Any:
+    return bindparam(f"v_{column}", type_=Delivery.__table__.c[column].type)
+
+
+_RECORD_COLUMNS = ("status", "updated_at", "lease_until", "reply_code", "enhanced_status",
+                   "reply_text", "sent_at", "message_id", "next_attempt_at")
+# `in_doubt` too: a lease that expired during a slow send still gets the truth
+_RECORD = (update(Delivery)
+           .where(Delivery.id == bindparam("b_id"),
+                  Delivery.status.in_(("sending", "in_doubt")))
+           .values({c: func.coalesce(_typed(c), getattr(Delivery, c))
+                    if c in ("sent_at", "message_id", "next_attempt_at") else _typed(c)
+                    for c in _RECORD_COLUMNS}))
+
 
 def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
     """Exponential backoff with jitter; a server's "retry after" hint wins when longer."""
-    delay = min(policy.retry_max_s, policy.retry_base_s * 2 ** max(0, attempts - 1))
+    delay = min(policy.retry_max_s, policy.retry_base_s * float(2 ** max(0, attempts - 1)))
     delay *= random.uniform(1.0, 1.5)
-    return max(delay, hint_s or 0.0)
+    return float(max(delay, hint_s or 0.0))
 
 
 class Sender:
@@ -69,21 +97,14 @@ class Sender:
 
     def _claim(self, delivery_id: int) -> Any:
         now = utcnow()
-        sending = exists().where(Campaign.id == Delivery.campaign_id, Campaign.status == "sending")
-        stmt = (update(Delivery)
-                .where(Delivery.id == delivery_id, Delivery.status.in_(PENDING), sending,
-                       or_(Delivery.next_attempt_at.is_(None),
-                           Delivery.next_attempt_at <= now + timedelta(seconds=CLOCK_SKEW_S)))
-                .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now,
-                        lease_until=now + timedelta(seconds=self.settings.sending.lease_s))
-                .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
-                           Delivery.contact_id))
+        params = {"b_id": delivery_id, "b_now": now,
+                  "b_due": now + timedelta(seconds=CLOCK_SKEW_S),
+                  "b_lease": now + timedelta(seconds=self.settings.sending.lease_s)}
         with self.db.engine.begin() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(_CLAIM, params).first()
             if row is None:
                 return None
-            contact = conn.execute(select(Contact.attributes, Contact.source_dir)
-                                   .where(Contact.id == row.contact_id)).first()
+            contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
         return row, contact
 
     def deliver(self, delivery_id: int) -> Outcome:
@@ -149,21 +170,19 @@ class Sender:
         now = utcnow()
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
-        values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None,
-                                  "reply_code": code, "enhanced_status": enhanced,
-                                  "reply_text": (note + (text or ""))[:2000] or None}
-        if status == "sent":
-            values.update(sent_at=now, message_id=message_id, next_attempt_at=None)
-        if retry_in_s is not None:
-            values["next_attempt_at"] = now + timedelta(seconds=retry_in_s)
+        values: dict[str, Any] = {
+            "b_id": delivery_id, "v_status": status, "v_updated_at": now, "v_lease_until": None,
+            "v_reply_code": code, "v_enhanced_status": enhanced,
+            "v_reply_text": (note + (text or ""))[:2000] or None,
+            "v_sent_at": now if status == "sent" else None,
+            "v_message_id": message_id if status == "sent" else None,
+            "v_next_attempt_at": (now + timedelta(seconds=retry_in_s)
+                                  if retry_in_s is not None else None)}
         with self.db.engine.begin() as conn:
             if self._async_commit:
                 # Losing this write in a database crash leaves the row `sending`, which the
                 # upkeep turns into `in_doubt`: never a second copy. So it need not wait for
                 # the WAL flush (the claim, which guards against resends, still does).
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            # `in_doubt` too: a lease that expired during a slow send still gets the truth
-            conn.execute(update(Delivery).where(Delivery.id == delivery_id,
-                                                Delivery.status.in_(("sending", "in_doubt")))
-                         .values(**values))
+            conn.execute(_RECORD, values)
         return Outcome(status, retry_in_s)

@@ -20,7 +20,7 @@ def send_test_copies(db: Database, settings: Settings, name: str, to: Sequence[s
     """Personalised as `contact` (default: the list's first member). Returns one line per
     copy; a refused copy is reported, not raised, so the others still go."""
     targets = []
-    for raw in to:
+    for raw in (part.strip() for item in to for part in item.split(",") if part.strip()):
         try:
             targets.append(normalise_address(raw))
         except ValueError as err:
