@@ -117,7 +117,7 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int) -> dict[str, 
     from workers.dispatch import enqueue  # the Celery app reads the settings just set
 
     ctx = open_context(load_settings(env), migrate=False)
-    with WorkerGroup(workers, queue="campaigns", env=env):
+    with WorkerGroup(workers, queue="campaigns.transactional,campaigns", env=env):
         lifecycle.launch(ctx.db, ctx.settings, "warmup", enqueue)  # workers booted and warm
         wait_done(ctx.db, "warmup", 50, 60)
         started = time.perf_counter()

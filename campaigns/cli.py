@@ -17,7 +17,7 @@ from campaigns.context import Context, open_context
 from campaigns.errors import CampaignsError
 
 F = TypeVar("F", bound=Callable[..., Any])
-Enqueue = Callable[[Sequence[int], Optional[float]], None]
+Enqueue = Callable[[Sequence[int], Optional[float], str], None]
 
 # show_locals off: a traceback must never print a frame's password or API key
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -207,3 +207,4 @@ def redis_status() -> None:
 
 
 from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign commands)
+from campaigns import cli_rates  # noqa: E402,F401  (registers rates and plan)

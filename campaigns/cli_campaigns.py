@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from typing import Any, List, Optional
 
 import typer
@@ -23,13 +24,19 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
            reply_to: Optional[str] = typer.Option(None, "--reply-to"),
            relay: Optional[str] = typer.Option(None, "--relay"),
            attachment_column: Optional[str] = typer.Option(
-               None, "--attachment-column", help="CSV column with a file path per recipient")) -> None:
+               None, "--attachment-column", help="CSV column with a file path per recipient"),
+           priority: str = typer.Option("bulk", "--priority", help="bulk | transactional"),
+           window: Optional[str] = typer.Option(None, "--window",
+                                                help='Send only in e.g. "mon-fri 09:00-18:00"'),
+           timezone: Optional[str] = typer.Option(None, "--timezone",
+                                                  help="The window's zone, e.g. Europe/Rome")) -> None:
     """Create a draft campaign."""
     c = ctx()
     campaign = lifecycle.create_campaign(c.db, c.settings, name=name, list_name=list_name,
                                          template=template, from_addr=from_addr,
                                          reply_to=reply_to, relay=relay,
-                                         attachment_column=attachment_column)
+                                         attachment_column=attachment_column, priority=priority,
+                                         window=window, timezone=timezone)
     out.print(f"campaign '{campaign.name}' created (draft, relay '{campaign.relay}')")
 
 
@@ -109,16 +116,28 @@ def _print_counts(snapshot: dict[str, Any]) -> None:
     out.print("  " + "  ".join(f"{k}={v}" for k, v in counts.items() if v) or "  no recipients")
 
 
+def _rate_eta(samples: deque[tuple[float, int]], total: int) -> tuple[float, str]:
+    """Messages/s over the samples and the time left at that rate."""
+    (t0, d0), (t1, d1) = samples[0], samples[-1]
+    rate = (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+    if d1 >= total:
+        return rate, "0 s"
+    if rate <= 0:
+        return rate, "—"
+    left = (total - d1) / rate
+    return rate, f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min" if left < 7200 else f"{left / 3600:.1f} h"
+
+
 def follow(db: Any, name: str, *, until_final: bool = True,
            timeout_s: float | None = None) -> dict[str, Any]:
     """A live progress bar until the campaign is finished/cancelled (or Ctrl-C, or the
     timeout)."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     snapshot = lifecycle.counts(db, name)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(),
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
                TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[detail]}"),
                TimeElapsedColumn()]
-    last_sent, last_t, rate = snapshot["counts"]["sent"], time.monotonic(), 0.0
+    samples: deque[tuple[float, int]] = deque(maxlen=20)   # ~10 s of (time, done)
     try:
         with Progress(*columns, console=out, transient=False) as progress:
             bar = progress.add_task(name, total=snapshot["total"] or 1, detail="")
@@ -126,12 +145,13 @@ def follow(db: Any, name: str, *, until_final: bool = True,
                 lifecycle.maintenance(db)
                 snapshot = lifecycle.counts(db, name)
                 k, now = snapshot["counts"], time.monotonic()
-                if now - last_t >= 1.0:
-                    rate = (k["sent"] - last_sent) / (now - last_t)
-                    last_sent, last_t = k["sent"], now
+                samples.append((now, _done(snapshot)))
+                rate, eta = _rate_eta(samples, snapshot["total"])
                 detail = (f"sent {k['sent']} deferred {k['deferred']} bounced {k['bounced']} "
                           f"failed {k['failed']} in_doubt {k['in_doubt']} {rate:.0f}/s "
-                          f"[{snapshot['status']}]")
+                          f"ETA {eta} [{snapshot['status']}]")
+                if snapshot["reason"]:
+                    detail += f" {snapshot['reason']}"
                 progress.update(bar, total=snapshot["total"] or 1, completed=_done(snapshot),
                                 detail=detail)
                 if snapshot["status"] in FINAL or (snapshot["status"] == "paused" and not until_final):
@@ -171,10 +191,10 @@ def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
     from campaigns.workerproc import WorkerGroup
     c = ctx()
     if pool == "prefork":
-        group = WorkerGroup(1, queue=c.settings.queue, pool="prefork", concurrency=concurrency,
+        group = WorkerGroup(1, queue=c.settings.worker_queues, pool="prefork", concurrency=concurrency,
                             loglevel=loglevel, quiet=False)
     else:
-        group = WorkerGroup(concurrency, queue=c.settings.queue, loglevel=loglevel, quiet=False)
+        group = WorkerGroup(concurrency, queue=c.settings.worker_queues, loglevel=loglevel, quiet=False)
     group.start()
     out.print(f"{len(group.procs)} worker process(es) started; Ctrl-C to stop")
     sig.signal(sig.SIGTERM, _interrupt)  # a service manager's stop = Ctrl-C: warm shutdown

@@ -35,6 +35,8 @@ class CampaignRuntime:
     builder: MessageBuilder
     attachment_column: str | None
     from_domain: str
+    priority: str = "bulk"
+    window: Any = None          # campaigns.rates.windows.Window when the campaign has one
 
 
 def compile_stored(template: Template) -> CompiledTemplate:
@@ -53,7 +55,15 @@ def load_runtime(session: Session, campaign_id: int) -> CampaignRuntime:
         template=compile_stored(template),
         builder=MessageBuilder(from_addr=campaign.from_addr, reply_to=campaign.reply_to),
         attachment_column=campaign.attachment_column,
-        from_domain=addr.rpartition("@")[2] or "localhost")
+        from_domain=addr.rpartition("@")[2] or "localhost", priority=campaign.priority,
+        window=_window(campaign))
+
+
+def _window(campaign: Campaign) -> Any:
+    if not campaign.send_window:
+        return None
+    from campaigns.rates.windows import parse_window
+    return parse_window(campaign.send_window, campaign.timezone or "UTC")
 
 
 def runtime_by_name(session: Session, name: str) -> CampaignRuntime:

@@ -94,7 +94,7 @@ def run_demo(*, count: int, workers: int,
                      html_path)
         lifecycle.create_campaign(c.db, c.settings, name="natale-2026", list_name="clienti",
                                   template="natale", from_addr="Negozio Più Bello <news@example.it>")
-        group = WorkerGroup(workers, queue=c.settings.queue, env=env).start()
+        group = WorkerGroup(workers, queue=c.settings.worker_queues, env=env).start()
         launched = lifecycle.launch(c.db, c.settings, "natale-2026", enqueue or enqueue_fn())
         out.print(f"launched: {launched.enqueued} messages queued, {workers} worker processes")
         snapshot = follow(c.db, "natale-2026", timeout_s=timeout_s)

@@ -19,8 +19,10 @@ from campaigns.models import (DELIVERY_STATUSES, OPEN, PENDING, Campaign, Campai
                               utcnow)
 from campaigns.settings import Settings
 
-#: enqueue(delivery_ids, countdown_s) publishes one send task per id
-Enqueue = Callable[[Sequence[int], float | None], None]
+#: enqueue(delivery_ids, countdown_s, priority) publishes one send task per id, on the
+#: queue of that priority ("bulk" or "transactional")
+Enqueue = Callable[[Sequence[int], float | None, str], None]
+PRIORITIES = ("bulk", "transactional")
 
 #: a deferred row whose retry is this late has lost its task (worker died before publishing)
 OVERDUE_RETRY_S = 120.0
@@ -45,9 +47,18 @@ def get_template(session: Session, name: str) -> Template:
 
 def create_campaign(db: Database, settings: Settings, *, name: str, list_name: str,
                     template: str, from_addr: str, reply_to: str | None = None,
-                    relay: str | None = None, attachment_column: str | None = None) -> Campaign:
+                    relay: str | None = None, attachment_column: str | None = None,
+                    priority: str = "bulk", window: str | None = None,
+                    timezone: str | None = None) -> Campaign:
     from campaigns.audience import get_list
     from campaigns.mime import parse_address
+    from campaigns.rates.windows import parse_window
+
+    if priority not in PRIORITIES:
+        raise InputError(f"'{priority}': expected one of {', '.join(PRIORITIES)}", field="--priority")
+    tz = timezone or settings.rates.timezone
+    if window:
+        parse_window(window, tz)  # InputError naming the expected form
 
     parse_address(from_addr, field="--from")
     if reply_to:
@@ -61,6 +72,7 @@ def create_campaign(db: Database, settings: Settings, *, name: str, list_name: s
         campaign = Campaign(name=name, list_id=get_list(s, list_name).id,
                             template_id=get_template(s, template).id, from_addr=from_addr,
                             reply_to=reply_to, relay=relay_name, attachment_column=attachment_column,
+                            priority=priority, send_window=window, timezone=tz,
                             status=CampaignStatus.DRAFT.value)
         s.add(campaign)
     return campaign
@@ -89,17 +101,33 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
         raise StateError(f"campaign '{name}' is {campaign.status}; create a new one to send again")
     if campaign.status == CampaignStatus.PAUSED.value:
         raise StateError(f"campaign '{name}' is paused; use `campaigns resume {name}`")
-    report = LaunchReport(campaign=name, relaunch=campaign.status == CampaignStatus.SENDING.value)
+    report = LaunchReport(campaign=name, relaunch=campaign.status in ("sending", "waiting"))
     if not report.relaunch:
         report.warnings = run_preflight(db, settings, campaign)
     report.added, report.suppressed = _expand(db, campaign, settings.sending.expand_batch)
+    closed = _window_closed(campaign, utcnow())
+    if campaign.status == "waiting" and closed:
+        return report  # the upkeep publishes its rows when the window opens
     with db.session() as s:
         s.execute(update(Campaign).where(Campaign.id == campaign.id).values(
-            status=CampaignStatus.SENDING.value, status_reason=None,
-            launched_at=func.coalesce(Campaign.launched_at, utcnow())))
-    report.enqueued = _enqueue_status(db, campaign.id, ("queued",), enqueue,
-                                      settings.sending.enqueue_batch)
+            status="waiting" if closed else "sending", status_reason=closed,
+            resume_at=None, launched_at=func.coalesce(Campaign.launched_at, utcnow())))
+    if not closed:
+        report.enqueued = _enqueue_status(db, campaign, ("queued",), enqueue,
+                                          settings.sending.enqueue_batch)
     return report
+
+
+def _window_closed(campaign: Campaign, now: datetime) -> str | None:
+    """None when the campaign may send now, else why not ("waiting for window …")."""
+    if not campaign.send_window:
+        return None
+    from campaigns.rates.windows import parse_window
+    window = parse_window(campaign.send_window, campaign.timezone or "UTC")
+    if window.contains(now):
+        return None
+    opening = window.next_opening(now)
+    return (f"waiting for window {window.describe()}; opens {opening:%Y-%m-%d %H:%M} UTC")
 
 
 def _insert(db: Database) -> Any:
@@ -141,9 +169,9 @@ def _status_counts(db: Database, campaign_id: int) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def _enqueue_status(db: Database, campaign_id: int, statuses: Sequence[str], enqueue: Enqueue,
+def _enqueue_status(db: Database, campaign: Campaign, statuses: Sequence[str], enqueue: Enqueue,
                     batch: int) -> int:
-    last, total = 0, 0
+    campaign_id, last, total = campaign.id, 0, 0
     while True:
         with db.session() as s:
             ids = s.scalars(select(Delivery.id).where(
@@ -151,7 +179,7 @@ def _enqueue_status(db: Database, campaign_id: int, statuses: Sequence[str], enq
                 Delivery.id > last).order_by(Delivery.id).limit(batch)).all()
         if not ids:
             return total
-        enqueue(ids, None)
+        enqueue(ids, None, campaign.priority)
         total += len(ids)
         last = ids[-1]
 
@@ -173,13 +201,20 @@ def _set_status(db: Database, name: str, allowed: Sequence[str], new: str,
 
 def pause(db: Database, name: str, reason: str = "paused by a person") -> None:
     """Workers claim rows only of `sending` campaigns, so no new send starts after this."""
-    _set_status(db, name, ("sending",), CampaignStatus.PAUSED.value, reason)
+    _set_status(db, name, ("sending", "waiting"), CampaignStatus.PAUSED.value, reason)
 
 
 def resume(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> int:
-    """Back to sending; re-publishes the unsent rows only. Returns how many."""
-    campaign = _set_status(db, name, ("paused",), CampaignStatus.SENDING.value)
-    count = _enqueue_status(db, campaign.id, ("queued",), enqueue, settings.sending.enqueue_batch)
+    """Back to sending; re-publishes the unsent rows only. Returns how many. A waiting
+    campaign is woken now (if its window is closed or its cap still reached, it waits
+    again)."""
+    campaign = _set_status(db, name, ("paused", "waiting"), CampaignStatus.SENDING.value)
+    return _publish_unsent(db, settings, campaign, enqueue)
+
+
+def _publish_unsent(db: Database, settings: Settings, campaign: Campaign,
+                    enqueue: Enqueue) -> int:
+    count = _enqueue_status(db, campaign, ("queued",), enqueue, settings.sending.enqueue_batch)
     return count + _enqueue_deferred(db, campaign.id, enqueue)
 
 
@@ -188,7 +223,7 @@ def _enqueue_deferred(db: Database, campaign_id: int | None, enqueue: Enqueue,
     """Publish deferred rows of sending campaigns, each with its remaining wait. Rows picked
     for being overdue get `next_attempt_at = now`, so they are not picked again at once."""
     now = utcnow()
-    query = (select(Delivery.id, Delivery.next_attempt_at)
+    query = (select(Delivery.id, Delivery.next_attempt_at, Campaign.priority)
              .join(Campaign, Campaign.id == Delivery.campaign_id)
              .where(Delivery.status == "deferred", Campaign.status == "sending"))
     if campaign_id is not None:
@@ -201,15 +236,16 @@ def _enqueue_deferred(db: Database, campaign_id: int | None, enqueue: Enqueue,
             s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]),
                                              Delivery.status == "deferred")
                       .values(next_attempt_at=now))
-    for did, due in rows:
+    for did, due, priority in rows:
         wait = 0.0 if older_than is not None else ((as_utc(due) or now) - now).total_seconds()
-        enqueue([did], wait if wait > 0 else None)
+        enqueue([did], wait if wait > 0 else None, priority)
     return len(rows)
 
 
 def cancel(db: Database, name: str) -> int:
     """Cancel the campaign; its unsent rows become `cancelled`. Returns how many."""
-    campaign = _set_status(db, name, ("draft", "sending", "paused"), CampaignStatus.CANCELLED.value)
+    campaign = _set_status(db, name, ("draft", "sending", "paused", "waiting"),
+                           CampaignStatus.CANCELLED.value)
     with db.session() as s:
         return _rowcount(s.execute(update(Delivery).where(
             Delivery.campaign_id == campaign.id, Delivery.status.in_(PENDING)).values(
@@ -227,12 +263,14 @@ def counts(db: Database, name: str) -> dict[str, Any]:
             "counts": by_status}
 
 
-def maintenance(db: Database, enqueue: Enqueue | None = None) -> dict[str, int]:
+def maintenance(db: Database, enqueue: Enqueue | None = None,
+                settings: Settings | None = None) -> dict[str, int]:
     """Periodic ledger upkeep (every worker runs it, one at a time):
     rows `sending` past their lease become `in_doubt` (held for a person: the worker died
     between the relay's answer and our write, we cannot know whether it was sent);
     deferred rows whose retry task was lost are re-published; campaigns with no open row
-    are finished."""
+    are finished; sending campaigns outside their window wait, and waiting campaigns whose
+    window opened (or whose wait ended) send again."""
     now = utcnow()
     with db.session() as s:
         in_doubt = _rowcount(s.execute(update(Delivery).where(
@@ -248,9 +286,38 @@ def maintenance(db: Database, enqueue: Enqueue | None = None) -> dict[str, int]:
         open_rows = exists().where(Delivery.campaign_id == Campaign.id,
                                    Delivery.status.in_(OPEN))
         finished = _rowcount(s.execute(update(Campaign).where(
-            Campaign.status == "sending", ~open_rows).values(
+            Campaign.status.in_(("sending", "waiting")), ~open_rows).values(
             status="finished", finished_at=now)))
-    return {"in_doubt": in_doubt, "republished": republished, "finished": finished}
+    woken = parked = 0
+    if enqueue is not None and settings is not None:
+        parked, woken = _windows(db, settings, enqueue, now)
+    return {"in_doubt": in_doubt, "republished": republished, "finished": finished,
+            "parked": parked, "woken": woken}
+
+
+def _windows(db: Database, settings: Settings, enqueue: Enqueue, now: datetime) -> tuple[int, int]:
+    """Park sending campaigns whose window closed; wake waiting ones that may send again."""
+    parked = woken = 0
+    with db.session() as s:
+        campaigns = s.scalars(select(Campaign).where(
+            Campaign.status.in_(("sending", "waiting")))).all()
+    for campaign in campaigns:
+        closed = _window_closed(campaign, now)
+        if campaign.status == "sending" and closed:
+            parked += _transition(db, campaign, "sending", "waiting", closed)
+        elif campaign.status == "waiting" and not closed and (
+                campaign.resume_at is None or as_utc(campaign.resume_at) <= now):  # type: ignore[operator]
+            if _transition(db, campaign, "waiting", "sending", None):
+                woken += 1
+                _publish_unsent(db, settings, campaign, enqueue)
+    return parked, woken
+
+
+def _transition(db: Database, campaign: Campaign, old: str, new: str, reason: str | None) -> int:
+    with db.session() as s:
+        return _rowcount(s.execute(update(Campaign).where(
+            Campaign.id == campaign.id, Campaign.status == old).values(
+            status=new, status_reason=reason, resume_at=None)))
 
 
 def _rowcount(result: Any) -> int:

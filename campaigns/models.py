@@ -20,6 +20,7 @@ class CampaignStatus(str, enum.Enum):
     PAUSED = "paused"
     CANCELLED = "cancelled"
     FINISHED = "finished"
+    WAITING = "waiting"      # sending, but outside its send window or past a daily cap
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -98,6 +99,10 @@ class Campaign(Base):
     reply_to: Mapped[str | None] = mapped_column(Text)
     relay: Mapped[str | None] = mapped_column(String(200))
     attachment_column: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(20), default="bulk", server_default="bulk")  # bulk | transactional
+    send_window: Mapped[str | None] = mapped_column(Text)     # "mon-fri 09:00-18:00"
+    timezone: Mapped[str | None] = mapped_column(String(64))  # the window's zone
+    resume_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when waiting
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -126,3 +131,13 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimit(Base):
+    """A send rate set by a person (`campaigns rates set`); TOML holds the defaults."""
+    __tablename__ = "rate_limits"
+    target: Mapped[str] = mapped_column(String(200), primary_key=True)  # relay:main, domain:google
+    rate_per_s: Mapped[float | None] = mapped_column()
+    burst: Mapped[int | None] = mapped_column(Integer)
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

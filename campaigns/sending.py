@@ -17,6 +17,7 @@ from campaigns.db import Database
 from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.models import PENDING, Campaign, Contact, Delivery, utcnow
+from campaigns.pacing import Pacer, is_throttle
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings
 
@@ -24,12 +25,17 @@ log = logging.getLogger(__name__)
 
 #: tolerance for clocks of different hosts when a retry comes due
 CLOCK_SKEW_S = 1.0
+#: a task re-queued for want of a token comes back after its wait plus up to this much
+#: (growing with each re-queue); small, so a raised rate is used within about a second
+MAX_JITTER_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status: str                       # the row's new status, or "skipped" when not claimable
     retry_in_s: float | None = None   # publish the task again after this many seconds
+    priority: str = "bulk"            # … on the queue of this priority
+    hops: int = 0                     # times this task was re-queued for want of a token
 
 
 SKIPPED = Outcome("skipped")
@@ -60,7 +66,14 @@ _RECORD = (update(Delivery)
                   Delivery.status.in_(("sending", "in_doubt")))
            .values({c: func.coalesce(_typed(c), getattr(Delivery, c))
                     if c in ("sent_at", "message_id", "next_attempt_at") else _typed(c)
-                    for c in _RECORD_COLUMNS}))
+                    for c in _RECORD_COLUMNS}
+                   | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer)}))
+_PEEK = (select(Delivery.campaign_id, Delivery.address)
+         .join(Campaign, Campaign.id == Delivery.campaign_id)
+         .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
+                Campaign.status == "sending",
+                or_(Delivery.next_attempt_at.is_(None),
+                    Delivery.next_attempt_at <= bindparam("b_due", type_=_WHEN))))
 
 
 def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
@@ -71,8 +84,8 @@ def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None)
 
 
 class Sender:
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, pacer: Pacer | None = None) -> None:
+        self.settings, self.db, self.pacer = settings, db, pacer
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
         self._async_commit = db.dialect == "postgresql"
@@ -107,9 +120,45 @@ class Sender:
             contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
         return row, contact
 
-    def deliver(self, delivery_id: int) -> Outcome:
+    def _pace(self, delivery_id: int, hops: int) -> Outcome | None:
+        """Before the claim: is the row pending, is the campaign in its window, is there a
+        token for every limit it is under? An Outcome ends the task; None goes on."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
+                                       utcnow() + timedelta(seconds=CLOCK_SKEW_S)}).first()
+        if row is None:
+            return SKIPPED
+        rt = self._runtime(row.campaign_id)
+        if rt.window is not None and not rt.window.contains(utcnow()):
+            return SKIPPED  # the upkeep parks the campaign and republishes at the opening
+        if self.pacer is None:
+            return None
+        relay = self.settings.relay(rt.relay).name
+        decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address)
+        if decision.allowed:
+            return None
+        if decision.wait_s >= self.settings.rates.long_wait_s:
+            self._park(rt, decision.wait_s, f"waiting: {decision.binding} reached")
+            return Outcome("waiting")
+        # spread the re-queued tasks out a little more each time they find no token
+        jitter = random.uniform(0, min(MAX_JITTER_S, 0.05 * 2 ** min(hops, 10)))
+        return Outcome("throttled", retry_in_s=decision.wait_s + jitter, priority=rt.priority,
+                       hops=hops + 1)
+
+    def _park(self, rt: CampaignRuntime, wait_s: float, reason: str) -> None:
+        """A long wait (a daily cap): the campaign waits; the upkeep wakes it at resume_at."""
+        resume_at = utcnow() + timedelta(seconds=wait_s)
+        with self.db.engine.begin() as conn:
+            conn.execute(update(Campaign).where(Campaign.id == rt.id, Campaign.status == "sending")
+                         .values(status="waiting", resume_at=resume_at,
+                                 status_reason=f"{reason}; resumes {resume_at:%Y-%m-%d %H:%M} UTC"))
+
+    def deliver(self, delivery_id: int, hops: int = 0) -> Outcome:
         """Send one ledger row if it can be claimed. Never raises for a recipient's or
         relay's failure: the answer is written to the row and returned."""
+        paced = self._pace(delivery_id, hops)
+        if paced is not None:
+            return paced
         claimed = self._claim(delivery_id)
         if claimed is None:
             return SKIPPED
@@ -134,11 +183,19 @@ class Sender:
         except RelayConfigError as err:
             return self._relay_refused(rt, delivery_id, err)
         except RelayTemporaryError as err:
+            if self.pacer is not None and is_throttle(err):
+                # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
+                hint = self.pacer.throttled(self.settings.relay(rt.relay).name,
+                                            message.recipient, err)
+                delay = backoff_s(self.settings.sending, 1, hint)
+                return self._record(delivery_id, "deferred", err, retry_in_s=delay, refund=True,
+                                    priority=rt.priority)
             if attempts >= self.settings.sending.max_attempts:
                 return self._record(delivery_id, "failed", err,
                                     note=f"gave up after {attempts} attempts: ")
             delay = backoff_s(self.settings.sending, attempts, err.retry_after_s)
-            return self._record(delivery_id, "deferred", err, retry_in_s=delay)
+            return self._record(delivery_id, "deferred", err, retry_in_s=delay,
+                                priority=rt.priority)
         except RelayPermanentError as err:
             return self._record(delivery_id, "bounced", err)
         except RelayInDoubt as err:
@@ -166,7 +223,7 @@ class Sender:
     def _record(self, delivery_id: int, status: str, err: RelayError | None = None, *,
                 code: int | None = None, enhanced: str | None = None, text: str | None = None,
                 message_id: str | None = None, retry_in_s: float | None = None,
-                note: str = "") -> Outcome:
+                note: str = "", refund: bool = False, priority: str = "bulk") -> Outcome:
         now = utcnow()
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
@@ -177,7 +234,8 @@ class Sender:
             "v_sent_at": now if status == "sent" else None,
             "v_message_id": message_id if status == "sent" else None,
             "v_next_attempt_at": (now + timedelta(seconds=retry_in_s)
-                                  if retry_in_s is not None else None)}
+                                  if retry_in_s is not None else None),
+            "v_refund": 1 if refund else 0}
         with self.db.engine.begin() as conn:
             if self._async_commit:
                 # Losing this write in a database crash leaves the row `sending`, which the
@@ -185,4 +243,4 @@ class Sender:
                 # the WAL flush (the claim, which guards against resends, still does).
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             conn.execute(_RECORD, values)
-        return Outcome(status, retry_in_s)
+        return Outcome(status, retry_in_s, priority)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,38 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class LimitConfig:
+    """A default send rate from TOML ([rates.limits."relay:main"]); `rates set` overrides it."""
+    target: str
+    rate_per_s: float | None = None
+    burst: int | None = None
+    daily_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """A relay's warm-up: daily cap `start` on `start_date`, times `factor` each day, up to
+    the relay's own daily cap."""
+    start: int
+    factor: float
+    start_date: date
+
+
+@dataclass(frozen=True)
+class RatesConfig:
+    timezone: str = "UTC"                # the calendar day of daily caps
+    daily_window: str = "calendar"       # calendar | rolling (24 h)
+    transactional_share: float = 0.2     # of each relay's rate, reserved for transactional
+    quiet_period_s: float = 60.0         # adaptive throttling recovers a step after this
+    max_wait_s: float = 0.05             # wait this long in the worker slot, else re-queue
+    long_wait_s: float = 120.0           # a wait this long (a daily cap) parks the campaign
+    mx_lookup: bool = False
+    limits: dict[str, LimitConfig] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    warmup: dict[str, WarmupConfig] = field(default_factory=dict)   # by relay name
+
+
+@dataclass(frozen=True)
 class SendingPolicy:
     max_attempts: int = 5            # tries per delivery before it becomes `failed`
     retry_base_s: float = 60.0       # first retry delay; doubles each attempt, with jitter
@@ -91,6 +124,16 @@ class Settings:
     unsubscribe_url: str | None      # base URL; a per-delivery token is appended
     secret_key: Secret
     queue: str = "campaigns"
+    rates: RatesConfig = field(default_factory=RatesConfig)
+
+    @property
+    def transactional_queue(self) -> str:
+        return self.queue + ".transactional"
+
+    @property
+    def worker_queues(self) -> str:
+        """Workers read the transactional queue first (Redis `queue_order_strategy` priority)."""
+        return f"{self.transactional_queue},{self.queue}"
 
     def relay(self, name: str | None) -> RelayConfig:
         key = name or self.default_relay
@@ -119,7 +162,7 @@ def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{at} must be a table")
     known = {"kind", "host", "port", "security", "username", "password", "password_env",
-             "timeout_s", "tls_verify", "ca_file", "helo_name", "path"}
+             "timeout_s", "tls_verify", "ca_file", "helo_name", "path", "warmup"}
     kind = str(raw.get("kind", "smtp"))
     security = str(raw.get("security", "none")).lower()
     if security not in SECURITY_MODES:
@@ -158,6 +201,61 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
         expand_batch=_clamp("expand_batch", raw.get("expand_batch", d.expand_batch), int, 1, at),
         enqueue_batch=_clamp("enqueue_batch", raw.get("enqueue_batch", d.enqueue_batch), int, 1, at),
     )
+
+
+def _limit(target: str, raw: Any, at: str) -> LimitConfig:
+    from campaigns.errors import InputError
+    from campaigns.rates.parse import parse_rate
+
+    where = f'{at}: [rates.limits."{target}"]'
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table with rate, burst, daily")
+    if not target.split(":", 1)[0] in ("relay", "domain", "campaign") or ":" not in target:
+        raise ConfigError(f"{where}: target must be relay:NAME, domain:GROUP or campaign:NAME")
+    try:
+        rate = parse_rate(str(raw["rate"])).per_s if "rate" in raw else None
+    except InputError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    burst = _clamp("burst", raw["burst"], int, 1, where) if "burst" in raw else None
+    daily = _clamp("daily", raw["daily"], int, 1, where) if "daily" in raw else None
+    return LimitConfig(target=target, rate_per_s=rate, burst=burst, daily_cap=daily)
+
+
+def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> RatesConfig:
+    at = f"{where}: [rates]"
+    d = RatesConfig()
+    window = str(raw.get("daily_window", d.daily_window))
+    if window not in ("calendar", "rolling"):
+        raise ConfigError(f"{at}: daily_window must be calendar or rolling, got {window!r}")
+    tz = str(raw.get("timezone", d.timezone))
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(tz)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError
+        raise ConfigError(f"{at}: unknown timezone {tz!r} (expected e.g. Europe/Rome)") from None
+    groups = raw.get("groups", {})
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise ConfigError(f"{at}: groups must map a group name to a list of domains")
+    warmup = {}
+    for name, relay in relays_raw.items():
+        if isinstance(relay, dict) and "warmup" in relay:
+            w, wat = relay["warmup"], f"{where}: [relays.{name}.warmup]"
+            try:
+                warmup[name] = WarmupConfig(start=_clamp("start", w["start"], int, 1, wat),
+                                            factor=_clamp("factor", w.get("factor", 1.5), float, 1, wat),
+                                            start_date=date.fromisoformat(str(w["start_date"])))
+            except (KeyError, ValueError) as err:
+                raise ConfigError(f"{wat}: needs start, factor and start_date (YYYY-MM-DD): {err}") from None
+    return RatesConfig(
+        timezone=tz, daily_window=window,
+        transactional_share=_clamp("transactional_share", raw.get("transactional_share", d.transactional_share), float, 0, at),
+        quiet_period_s=_clamp("quiet_period_s", raw.get("quiet_period_s", d.quiet_period_s), float, 0.1, at),
+        max_wait_s=_clamp("max_wait_s", raw.get("max_wait_s", d.max_wait_s), float, 0, at),
+        long_wait_s=_clamp("long_wait_s", raw.get("long_wait_s", d.long_wait_s), float, 1, at),
+        mx_lookup=bool(raw.get("mx_lookup", False)),
+        limits={t: _limit(t, v, where) for t, v in raw.get("limits", {}).items()},
+        groups={str(k): [str(x).lower() for x in v] for k, v in groups.items()},
+        warmup=warmup)
 
 
 def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
@@ -210,4 +308,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         unsubscribe_url=raw.get("unsubscribe_url"),
         secret_key=_secret_key(data_dir, raw),
         queue=str(raw.get("queue", "campaigns")),
+        rates=_rates(raw.get("rates", {}), relays_raw, where),
     )

@@ -67,7 +67,7 @@ class Received:
 
 DEMO_RULES: list[Rule] = [
     Rule(r"^bounce", 550, "5.1.1 User unknown"),
-    Rule(r"^defer", 451, "4.3.0 Try again later", times=1),
+    Rule(r"^defer", 451, "4.2.0 Mailbox temporarily unavailable", times=1),
 ]
 
 

@@ -71,6 +71,7 @@ class Project:
     sending: dict[str, Any] = field(default_factory=dict)
     relay_extra: str = ""
     groups: list[WorkerGroup] = field(default_factory=list)
+    clock_offset_s: float = 0.0   # the workers' injected clock (daily caps, warm-up days)
     _ctx: Context | None = None
 
     def write_config(self) -> None:
@@ -90,6 +91,8 @@ class Project:
         env.update(CAMPAIGNS_DATA_DIR=str(self.root / "data"),
                    CAMPAIGNS_CONFIG=str(self.root / "campaigns.toml"),
                    CAMPAIGNS_DATABASE_URL=self.database_url, CAMPAIGNS_REDIS_URL=self.redis_url)
+        if self.clock_offset_s:
+            env["CAMPAIGNS_CLOCK_OFFSET_S"] = str(self.clock_offset_s)
         return env
 
     @property
@@ -112,7 +115,7 @@ class Project:
 
     def workers(self, n: int = 2) -> WorkerGroup:
         log = open(self.root / f"workers-{len(self.groups)}.log", "ab")
-        group = WorkerGroup(n, queue="campaigns", env=self.env, loglevel="INFO", log=log).start()
+        group = WorkerGroup(n, queue="campaigns.transactional,campaigns", env=self.env, loglevel="INFO", log=log).start()
         self.groups.append(group)
         return group
 
@@ -138,7 +141,7 @@ class Project:
 @pytest.fixture
 def sink() -> Iterator[ScriptedSink]:
     rules = [Rule(pattern=r"^bounce", code=550, text="5.1.1 User unknown"),
-             Rule(pattern=r"^defer", code=451, text="4.3.0 Try again later", times=1)]
+             Rule(pattern=r"^defer", code=451, text="4.3.0 Temporary local problem", times=1)]
     with ScriptedSink(rules=rules) as s:
         yield s
 

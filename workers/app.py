@@ -20,7 +20,9 @@ app = Celery("campaigns", include=["workers.tasks"])
 app.conf.update(
     broker_url=broker_url(settings),
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": settings.sending.visibility_timeout_s},
+    broker_transport_options={"visibility_timeout": settings.sending.visibility_timeout_s,
+                              # BRPOP the queues in the order given: transactional first
+                              "queue_order_strategy": "priority"},
     task_default_queue=settings.queue,
     task_acks_late=True,                 # a task is acked after it ran, not when received
     task_reject_on_worker_lost=True,     # a killed child's task goes back to the queue
@@ -57,7 +59,7 @@ def _maintenance_loop(stop: threading.Event) -> None:
         try:
             lock_ms = int(MAINTENANCE_EVERY_S * 1000 * 0.9)
             if client.set("campaigns:maintenance", "1", nx=True, px=lock_ms):
-                done = maintenance(context().db, enqueue)
+                done = maintenance(context().db, enqueue, settings)
                 if any(done.values()):
                     log.info("ledger upkeep: %s", done)
         except Exception:  # keep the loop alive through a database or Redis hiccup

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from workers.app import app
+from workers.app import app, settings
 from workers.tasks import send_delivery
 
 BATCH = 1000
 
 
-def enqueue(ids: Sequence[int], countdown: float | None = None) -> None:
+def queue_for(priority: str) -> str:
+    return settings.transactional_queue if priority == "transactional" else settings.queue
+
+
+def enqueue(ids: Sequence[int], countdown: float | None = None, priority: str = "bulk") -> None:
+    queue = queue_for(priority)
     with app.producer_or_acquire() as producer, producer.batch(BATCH):
         for delivery_id in ids:
-            send_delivery.apply_async((delivery_id,), countdown=countdown, producer=producer)
+            send_delivery.apply_async((delivery_id,), countdown=countdown, producer=producer,
+                                      queue=queue)

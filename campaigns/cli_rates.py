@@ -1,0 +1,98 @@
+"""`campaigns rates …` and `campaigns plan`: live send rates and duration estimates."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import typer
+
+from campaigns.cli import app, ctx, handled, out
+
+rates_app = typer.Typer(no_args_is_help=True, help="Fleet-wide send rates (live).")
+app.add_typer(rates_app, name="rates")
+
+
+def _pacer() -> Any:
+    import redis
+
+    from campaigns.context import redis_url
+    from campaigns.pacing import Pacer
+    c = ctx()
+    return Pacer(c.settings, c.db, redis.Redis.from_url(redis_url(c.settings)))
+
+
+@rates_app.command("set")
+@handled
+def rates_set(target: str, rate: str,
+              burst: Optional[int] = typer.Option(None, "--burst", min=1),
+              daily: Optional[int] = typer.Option(None, "--daily", min=1)) -> None:
+    """Set TARGET (relay:NAME, domain:GROUP, campaign:NAME) to RATE (50/s, 3000/min,
+    20000/h). Every worker obeys within a second; it survives restarts."""
+    from campaigns.rates.parse import parse_rate
+    from campaigns.ratestore import set_limit
+    parsed = parse_rate(rate)
+    pacer = _pacer()
+    set_limit(pacer.db, pacer.client, target, parsed.per_s, burst, daily)
+    out.print(f"{target}: {parsed.text}" + (f", burst {burst}" if burst else "")
+              + (f", daily cap {daily}" if daily is not None else ""))
+
+
+@rates_app.command("unset")
+@handled
+def rates_unset(target: str) -> None:
+    """Remove what `rates set` stored for TARGET (the TOML default, if any, applies again)."""
+    from campaigns.ratestore import unset_limit
+    pacer = _pacer()
+    removed = unset_limit(pacer.db, pacer.client, target)
+    out.print(f"{target}: " + ("unset" if removed else "nothing was set"))
+
+
+def rate_rows(pacer: Any) -> list[dict[str, Any]]:
+    from campaigns.rates.parse import format_rate
+    limits = pacer.limits_by_target
+    targets = set(limits) | {f"relay:{n}" for n in pacer.settings.relays}
+    rows = []
+    for target in sorted(targets):
+        config = limits.get(target)
+        configured = config.rate_per_s if config else None
+        effective, why = pacer.effective(target, configured)
+        cap = pacer.daily_cap(target, config)
+        rows.append({
+            "target": target,
+            "rate": format_rate(configured) if configured else None,
+            "rate_per_s": configured, "burst": config.burst if config else None,
+            "effective_per_s": effective, "why_lower": why,
+            "daily_cap": cap, "daily_cap_reason": "warm-up" if (
+                target.removeprefix("relay:") in pacer.settings.rates.warmup
+                and target.startswith("relay:")) else None,
+            "observed_per_s": round(pacer.limiter.observed_rate(target), 2)})
+    return rows
+
+
+@rates_app.command("show")
+@handled
+def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every limit: configured rate, current effective rate and why it is lower, today's
+    daily cap, and the rate observed over the last minute."""
+    rows = rate_rows(_pacer())
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for r in rows:
+        line = f"{r['target']:28s} {r['rate'] or 'unlimited':>12s}"
+        if r["effective_per_s"] is not None and r["effective_per_s"] != r["rate_per_s"]:
+            line += f"  now {r['effective_per_s']:.2f}/s ({r['why_lower']})"
+        if r["daily_cap"] is not None:
+            line += f"  daily cap {r['daily_cap']}" + (" (warm-up today)" if r["daily_cap_reason"] else "")
+        line += f"  observed {r['observed_per_s']:.1f}/s"
+        out.print(line, markup=False)
+
+
+@app.command("plan")
+@handled
+def plan(name: str) -> None:
+    """Estimate how long a campaign takes from its audience's domain-group mix and the
+    limits, and name the limit that binds."""
+    from campaigns.planning import estimate
+    for line in estimate(_pacer(), name):
+        out.print(line, markup=False)

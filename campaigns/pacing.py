@@ -1,0 +1,171 @@
+"""Send pacing for one worker process: which limits a message is under (its relay, the
+relay's bulk share, its receiver's domain group, its campaign), their current values (TOML,
+`rates set` overrides, adaptive throttling, warm-up), and one atomic acquire in Redis."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import date, datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+import redis
+
+from campaigns.db import Database
+from campaigns.errors import RelayTemporaryError
+from campaigns.ratestore import current_limits
+from campaigns.rates import (AdaptiveThrottle, Decision, DomainGroups, Limit, RedisLimiter,
+                             WarmupPlan, dns_mx_lookup)
+from campaigns.rates.limiter import calendar_day
+from campaigns.settings import LimitConfig, Settings
+
+#: how long a worker trusts its copy of the limits (a `rates set` reaches it within this)
+REFRESH_S = 1.0
+#: in-slot waits are retried at most this often before the task is re-queued
+MAX_SPINS = 3
+#: adaptive state field: the rate an unconfigured target was halved from
+BASE = "base"
+#: targets whose sending rate is always counted, limited or not (a throttle halves it)
+OBSERVED = ("relay:", "domain:")
+#: seconds of observed sending a throttle of an unconfigured target halves
+OBSERVED_WINDOW_S = 10
+
+_THROTTLE_TEXT = re.compile(
+    r"too many (connections|messages|recipients)|try again later|rate.?limit|throttl|"
+    r"temporarily deferred|slow down|exceeded .*(rate|limit)", re.I)
+
+
+def is_throttle(err: RelayTemporaryError) -> bool:
+    """A receiver (or relay) asking us to slow down: 421, 450/451/452 with 4.7.x, HTTP 429,
+    or texts like "too many connections", "try again later", "rate limited", "Throttling"."""
+    if err.code in (421, 429):
+        return True
+    if err.enhanced and err.enhanced.startswith("4.7."):
+        return True
+    return bool(_THROTTLE_TEXT.search(err.text or str(err)))
+
+
+class Pacer:
+    def __init__(self, settings: Settings, db: Database, client: redis.Redis,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings, self.db, self.client, self.clock = settings, db, client, clock
+        rates = settings.rates
+        self.limiter = RedisLimiter(client)
+        self.adaptive = AdaptiveThrottle(client, quiet_s=rates.quiet_period_s, clock=clock)
+        self.groups = DomainGroups(rates.groups, mx_lookup=dns_mx_lookup() if rates.mx_lookup else None)
+        self.zone = ZoneInfo(rates.timezone)
+        self._limits: dict[str, LimitConfig] = {}
+        self._effective: dict[str, tuple[float | None, str | None]] = {}
+        self._loaded_at = float("-inf")
+
+    @property
+    def limits_by_target(self) -> dict[str, LimitConfig]:
+        self.refresh()
+        return self._limits
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._loaded_at >= REFRESH_S:
+            self._limits = current_limits(self.db, self.client, self.settings)
+            self._effective.clear()
+            self._loaded_at = now
+
+    def group_of(self, address: str) -> str | None:
+        return self.groups.group(address.rpartition("@")[2].lower())
+
+    def targets(self, relay: str, campaign: str, priority: str, address: str) -> list[str]:
+        out = [f"relay:{relay}"]
+        if priority != "transactional":
+            out.append(f"relay:{relay}:bulk")
+        group = self.group_of(address)
+        if group:
+            out.append(f"domain:{group}")
+        out.append(f"campaign:{campaign}")
+        return out
+
+    def config(self, target: str) -> LimitConfig | None:
+        if target.endswith(":bulk"):
+            base = self._limits.get(target.removesuffix(":bulk"))
+            if base is None or base.rate_per_s is None:
+                return None
+            share = 1.0 - min(0.95, self.settings.rates.transactional_share)
+            return LimitConfig(target=target, rate_per_s=base.rate_per_s * share, burst=base.burst)
+        return self._limits.get(target)
+
+    def effective(self, target: str, configured: float | None) -> tuple[float | None, str | None]:
+        """The rate to use now and why it is below `configured` (adaptive throttling);
+        cached for a second. A target with no configured rate that was throttled is held to
+        the lowered rate until it has recovered to the rate it was seen sending at."""
+        if target not in self._effective:
+            self._effective[target] = self._read_effective(target, configured)
+        return self._effective[target]
+
+    def _read_effective(self, target: str, configured: float | None) -> tuple[float | None, str | None]:
+        fields = self.adaptive._read(target)   # one HGETALL
+        if "rate" not in fields:
+            return configured, None
+        base = configured if configured is not None else float(fields.get(BASE, fields["rate"]))
+        state = self.adaptive._state(fields, base, self.clock())
+        if configured is None and state.reason is None:
+            return None, None
+        return state.per_s, state.reason
+
+    def daily_cap(self, target: str, config: LimitConfig | None) -> int | None:
+        cap = config.daily_cap if config else None
+        relay = target.removeprefix("relay:")
+        warmup = self.settings.rates.warmup.get(relay) if target.startswith("relay:") else None
+        if warmup:
+            plan = WarmupPlan(start=warmup.start, factor=warmup.factor,
+                              start_date=warmup.start_date, max_cap=cap)
+            cap = plan.cap_on(self.today())
+        return cap
+
+    def today(self) -> date:
+        return datetime.fromtimestamp(self.clock(), self.zone).date()
+
+    def limits(self, relay: str, campaign: str, priority: str, address: str) -> list[Limit]:
+        self.refresh()
+        day: str | None = None
+        day_ends_at: float | None = None
+        if self.settings.rates.daily_window == "calendar":
+            day, day_ends_at = calendar_day(self.zone, self.clock())
+        out = []
+        for target in self.targets(relay, campaign, priority, address):
+            config = self.config(target)
+            rate, _ = self.effective(target, config.rate_per_s if config else None)
+            cap = None if target.endswith(":bulk") else self.daily_cap(target, config)
+            if rate is None and cap is None and not target.startswith(OBSERVED):
+                continue  # relays and receiver groups are always counted (observed rate)
+            burst = (config.burst if config and config.burst else None) or max(1, int(rate or 1))
+            out.append(Limit(key=target, rate_per_s=rate, burst=burst, daily_cap=cap, day=day,
+                             day_ends_at=day_ends_at))
+        return out
+
+    def acquire(self, relay: str, campaign: str, priority: str, address: str) -> Decision:
+        """One atomic acquire over every limit; short waits are spent here (the slot is
+        held at most `max_wait_s` a spin), longer ones are returned for a re-queue."""
+        limits = self.limits(relay, campaign, priority, address)
+        for _ in range(MAX_SPINS):
+            decision = self.limiter.acquire(limits)
+            if decision.allowed or decision.wait_s > self.settings.rates.max_wait_s:
+                return decision
+            time.sleep(decision.wait_s)
+        return self.limiter.acquire(limits)
+
+    def throttled(self, relay: str, address: str, err: RelayTemporaryError) -> float | None:
+        """A throttle reply: halve the receiver group's rate (the relay's when the receiver
+        has no group). Returns the retry-after hint to honour."""
+        self.refresh()
+        group = self.group_of(address)
+        target = f"domain:{group}" if group else f"relay:{relay}"
+        config = self._limits.get(target)
+        configured = config.rate_per_s if config else None
+        base = configured
+        if base is None:   # no configured rate: halve what this target was seen sending
+            base = max(1.0, self.limiter.observed_rate(target, OBSERVED_WINDOW_S))
+        reply = " ".join(str(p) for p in (err.code, err.enhanced, err.text) if p)
+        self.adaptive.throttle(target, base, err.retry_after_s, f"throttled: {reply}"[:300])
+        if configured is None:
+            self.client.hsetnx(self.adaptive._key(target), BASE, repr(base))
+        self._effective.pop(target, None)
+        return err.retry_after_s

@@ -1,0 +1,162 @@
+"""Adaptive throttling against a real Redis (database 12) with an injected clock."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+from campaigns.errors import InputError
+from campaigns.rates import AdaptiveThrottle
+
+CI = bool(os.environ.get("CI"))
+REDIS_URL = "redis://127.0.0.1:6379/12"
+T0 = 1_790_000_000.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        conn.flushdb()
+    except redis.RedisError as exc:
+        if CI:
+            raise
+        pytest.skip(f"Redis not available at {REDIS_URL}: {exc}")
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def adaptive(client: redis.Redis, clock: FakeClock) -> AdaptiveThrottle:
+    return AdaptiveThrottle(client, clock=clock)
+
+
+KEY = "domain:google"
+REASON = "421 4.7.28 Our system has detected an unusual rate of unsolicited mail"
+
+
+def test_unthrottled_key_runs_at_the_configured_rate(adaptive: AdaptiveThrottle) -> None:
+    assert adaptive.effective(KEY, 20.0) == (20.0, None)
+    assert adaptive.retry_after(KEY) == 0
+
+
+def test_a_throttle_halves_and_records_reason_and_hint(adaptive: AdaptiveThrottle,
+                                                       clock: FakeClock) -> None:
+    assert adaptive.throttle(KEY, 20.0, hint_s=30.0, reason=REASON) == 10.0
+    assert adaptive.effective(KEY, 20.0) == (10.0, REASON)
+    assert adaptive.retry_after(KEY) == pytest.approx(30.0)
+    clock.now += 10
+    assert adaptive.retry_after(KEY) == pytest.approx(20.0)
+    state = adaptive.state(KEY, 20.0)
+    assert state.per_s == 10.0 and state.throttled_at == T0
+    assert state.retry_after_s == pytest.approx(20)
+
+
+def test_simultaneous_throttles_count_once_a_stream_keeps_halving(adaptive: AdaptiveThrottle,
+                                                                  clock: FakeClock) -> None:
+    for _ in range(8):                      # eight workers meet the same 421 at once
+        adaptive.throttle(KEY, 20.0, None, REASON)
+    assert adaptive.effective(KEY, 20.0)[0] == 10.0
+    for _ in range(4):                      # pushback every half second for two seconds
+        clock.now += 0.5
+        adaptive.throttle(KEY, 20.0, None, REASON)
+    assert adaptive.effective(KEY, 20.0)[0] == 2.5
+
+
+def test_never_below_the_floor(adaptive: AdaptiveThrottle, clock: FakeClock) -> None:
+    for _ in range(20):
+        clock.now += 2
+        adaptive.throttle(KEY, 20.0, None, REASON)
+    assert adaptive.effective(KEY, 20.0)[0] == pytest.approx(1 / 60)
+
+
+def test_recovery_step_by_step_after_quiet_periods(adaptive: AdaptiveThrottle,
+                                                   clock: FakeClock) -> None:
+    adaptive.throttle(KEY, 20.0, None, REASON)
+    clock.now += 2
+    adaptive.throttle(KEY, 20.0, None, REASON)          # 5/s, at T0 + 2
+    steps = []
+    for quiet in (59, 60, 119, 120, 180, 240):
+        clock.now = T0 + 2 + quiet
+        steps.append(adaptive.effective(KEY, 20.0))
+    # each 60 s: max(×1.5, +25 % of 20 = +5)
+    assert steps == [(5.0, REASON), (10.0, REASON), (10.0, REASON), (15.0, REASON),
+                     (20.0, None), (20.0, None)]
+
+
+def test_a_throttle_during_recovery_halves_the_recovered_rate(adaptive: AdaptiveThrottle,
+                                                              clock: FakeClock) -> None:
+    adaptive.throttle(KEY, 40.0, None, REASON)          # 20
+    clock.now += 60                                      # recovered to 30
+    assert adaptive.throttle(KEY, 40.0, 5.0, "421 slow down") == 15.0
+    assert adaptive.effective(KEY, 40.0) == (15.0, "421 slow down")
+
+
+def test_a_lower_configured_rate_is_the_ceiling(adaptive: AdaptiveThrottle) -> None:
+    adaptive.throttle(KEY, 40.0, None, REASON)          # 20
+    assert adaptive.effective(KEY, 8.0)[0] == 8.0
+
+
+def test_pending_hint_keeps_the_reason_at_full_rate(adaptive: AdaptiveThrottle,
+                                                    clock: FakeClock) -> None:
+    adaptive.throttle(KEY, 1.0, 3600.0, "421 come back in an hour")
+    clock.now += 600                                     # rate recovered, hint not over
+    assert adaptive.effective(KEY, 1.0) == (1.0, "421 come back in an hour")
+    assert adaptive.retry_after(KEY) == pytest.approx(3000.0)
+
+
+class CountingRedis(redis.Redis):
+    """Records the commands sent (the server's own statistics are shared with other tests)."""
+    commands: list[str] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands.append(str(args[0]))
+        return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def test_effective_is_one_round_trip_and_state_expires(client: redis.Redis,
+                                                       clock: FakeClock) -> None:
+    counting = CountingRedis(host="127.0.0.1", port=6379, db=12)
+    counting.commands = []
+    adaptive = AdaptiveThrottle(counting, clock=clock)
+    adaptive.throttle(KEY, 20.0, 30.0, REASON)
+    ttl = client.ttl("campaigns:adaptive:" + KEY)
+    assert 180 <= ttl <= 600                             # back to 20/s within a few minutes
+    counting.commands.clear()
+    adaptive.effective(KEY, 20.0)
+    assert counting.commands == ["HGETALL"]
+    counting.close()
+
+
+def test_keys_are_independent_and_reset(adaptive: AdaptiveThrottle) -> None:
+    adaptive.throttle(KEY, 20.0, None, REASON)
+    assert adaptive.effective("domain:yahoo", 20.0) == (20.0, None)
+    adaptive.reset(KEY)
+    assert adaptive.effective(KEY, 20.0) == (20.0, None)
+
+
+def test_bad_settings_are_refused(client: redis.Redis, adaptive: AdaptiveThrottle) -> None:
+    with pytest.raises(InputError):
+        AdaptiveThrottle(client, quiet_s=0)
+    with pytest.raises(InputError):
+        AdaptiveThrottle(client, factor=1.0, step_fraction=0.0)
+    with pytest.raises(InputError):
+        AdaptiveThrottle(client, floor_per_s=0)
+    with pytest.raises(InputError):
+        adaptive.throttle(KEY, 0.0, None, REASON)
