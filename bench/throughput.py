@@ -98,7 +98,8 @@ def wait_done(db, name: str, total: int, timeout_s: float) -> float:  # type: ig
     raise SystemExit(f"campaign {name} did not finish within {timeout_s:.0f} s")
 
 
-def run_pipeline(db_url: str, port: int, count: int, workers: int) -> dict[str, float]:
+def run_pipeline(db_url: str, port: int, count: int, workers: int,
+                 relay_rate: float | None = None) -> dict[str, float]:
     from campaigns import lifecycle
     from campaigns.context import open_context
     from campaigns.settings import load_settings
@@ -117,7 +118,10 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int) -> dict[str, 
     from workers.dispatch import enqueue  # the Celery app reads the settings just set
 
     ctx = open_context(load_settings(env), migrate=False)
-    with WorkerGroup(workers, queue="campaigns.transactional,campaigns", env=env):
+    if relay_rate:  # a limit far above capacity: what the limiter itself costs
+        from campaigns.ratestore import set_limit
+        set_limit(ctx.db, redis.Redis.from_url(REDIS_URL), "relay:sink", relay_rate, 1000)
+    with WorkerGroup(workers, queue="campaigns.transactional,campaigns.retry,campaigns", env=env):
         lifecycle.launch(ctx.db, ctx.settings, "warmup", enqueue)  # workers booted and warm
         wait_done(ctx.db, "warmup", 50, 60)
         started = time.perf_counter()
@@ -153,12 +157,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--relay-rate", type=float, default=None,
+                        help="set relay:sink to this rate (e.g. 100000: far above capacity)")
     parser.add_argument("--sink", choices=sorted(SINKS), default="aiosmtpd",
                         help="aiosmtpd (the project's sink) or fast (bench/fastsink.py)")
     args = parser.parse_args()
     sink, port = start_sink(args.sink)
     results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
-                                  "sink": args.sink}
+                                  "sink": args.sink, "relay_rate": args.relay_rate}
     try:
         size = len(HTML.encode()) * 2  # html + a text part of similar size
         results["ceiling_rate"] = ceiling(port, args.messages, size)
@@ -167,7 +173,8 @@ def main() -> None:
                 print("PostgreSQL not reachable: skipped")
                 continue
             url = PG_URL if db == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-            results[db] = r = run_pipeline(url, port, args.messages, args.workers)
+            results[db] = r = run_pipeline(url, port, args.messages, args.workers,
+                                           args.relay_rate)
             print(f"{db:10s} {r['sent']} sent in {r['total_s']:.1f} s = {r['rate']:.0f} msg/s "
                   f"(launch {r['launch_s']:.1f} s, {r['launch_rate']:.0f} enqueued/s); "
                   f"ratio to ceiling {r['rate'] / results['ceiling_rate']:.2f}")  # type: ignore[operator]

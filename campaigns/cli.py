@@ -207,4 +207,21 @@ def redis_status() -> None:
 
 
 from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign commands)
+
+
+bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: classify returned messages.")
+app.add_typer(bounces_app, name="bounces")
+
+
+@bounces_app.command("classify")
+@handled
+def bounces_classify(files: list[Path]) -> None:
+    """Print one JSON object per recipient report found in each message file."""
+    from campaigns.bounces.cli import classify_files
+    from campaigns.errors import InputError
+    for path in files:
+        if not path.is_file():
+            raise InputError("no such file", file=str(path))
+    for row in classify_files(files):
+        print(json.dumps(row, ensure_ascii=False))
 from campaigns import cli_rates  # noqa: E402,F401  (registers rates and plan)

@@ -3,10 +3,11 @@ relay's bulk share, its receiver's domain group, its campaign), their current va
 `rates set` overrides, adaptive throttling, warm-up), and one atomic acquire in Redis."""
 from __future__ import annotations
 
+import random
 import re
 import time
 from datetime import date, datetime
-from typing import Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 import redis
@@ -20,7 +21,7 @@ from campaigns.rates.limiter import calendar_day
 from campaigns.settings import LimitConfig, Settings
 
 #: how long a worker trusts its copy of the limits (a `rates set` reaches it within this)
-REFRESH_S = 1.0
+REFRESH_S = 0.5
 #: in-slot waits are retried at most this often before the task is re-queued
 MAX_SPINS = 3
 #: adaptive state field: the rate an unconfigured target was halved from
@@ -45,6 +46,26 @@ def is_throttle(err: RelayTemporaryError) -> bool:
     return bool(_THROTTLE_TEXT.search(err.text or str(err)))
 
 
+# A denied message books the next free slot of the limit that stopped it, within a horizon,
+# so re-queued messages come back spread at the limit's own pace instead of all at once.
+# KEYS[1] slot key; ARGV: interval_s, horizon_s. Returns the wait in seconds, or -1 when
+# the next slot is beyond the horizon (nothing booked). Redis's own clock, like the limiter.
+_BOOK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local interval, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if nxt < now then nxt = now end
+nxt = nxt + interval
+if nxt - now > horizon then return '-1' end
+redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil((horizon + 60) * 1000))
+return tostring(nxt - now)
+"""
+#: how far ahead denied messages book slots (short, so a raised rate is used within about
+#: this long); the rest come back after this long, doubling with each re-queue up to 16×
+BOOKING_HORIZON_S = 2.0
+
+
 class Pacer:
     def __init__(self, settings: Settings, db: Database, client: redis.Redis,
                  clock: Callable[[], float] = time.time) -> None:
@@ -57,6 +78,7 @@ class Pacer:
         self._limits: dict[str, LimitConfig] = {}
         self._effective: dict[str, tuple[float | None, str | None]] = {}
         self._loaded_at = float("-inf")
+        self._book = client.register_script(_BOOK)
 
     @property
     def limits_by_target(self) -> dict[str, LimitConfig]:
@@ -141,16 +163,36 @@ class Pacer:
                              day_ends_at=day_ends_at))
         return out
 
-    def acquire(self, relay: str, campaign: str, priority: str, address: str) -> Decision:
+    def acquire(self, relay: str, campaign: str, priority: str, address: str,
+                hops: int = 0) -> Decision:
         """One atomic acquire over every limit; short waits are spent here (the slot is
-        held at most `max_wait_s` a spin), longer ones are returned for a re-queue."""
+        held at most `max_wait_s` a spin). A longer wait under a rate is returned as the
+        wait until a slot booked for this message (see `book`); a daily cap's as it is."""
         limits = self.limits(relay, campaign, priority, address)
         for _ in range(MAX_SPINS):
             decision = self.limiter.acquire(limits)
             if decision.allowed or decision.wait_s > self.settings.rates.max_wait_s:
-                return decision
+                break
             time.sleep(decision.wait_s)
-        return self.limiter.acquire(limits)
+        else:
+            decision = self.limiter.acquire(limits)
+        if decision.allowed or decision.wait_s >= self.settings.rates.long_wait_s:
+            return decision
+        return Decision(False, max(decision.wait_s, self.book(limits, decision.binding, hops)),
+                        decision.binding)
+
+    def book(self, limits: list[Limit], binding: str | None, hops: int = 0) -> float:
+        """Seconds until the denied message should come back: its own booked slot of the
+        binding limit, or beyond the booking horizon (spread, and further for a message
+        re-queued many times, so a long backlog does not spin) when the slots are taken."""
+        limit = next((lim for lim in limits if lim.key == binding), None)
+        if limit is not None and limit.rate_per_s:
+            booked: Any = self._book(keys=[f"campaigns:book:{limit.key}"],
+                                     args=[1.0 / limit.rate_per_s, BOOKING_HORIZON_S])
+            wait = float(booked)
+            if wait >= 0:
+                return wait
+        return BOOKING_HORIZON_S * float(2 ** min(hops, 4)) * random.uniform(1.0, 1.5)
 
     def throttled(self, relay: str, address: str, err: RelayTemporaryError) -> float | None:
         """A throttle reply: halve the receiver group's rate (the relay's when the receiver

@@ -120,9 +120,11 @@ class Sender:
             contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
         return row, contact
 
-    def _pace(self, delivery_id: int, hops: int) -> Outcome | None:
-        """Before the claim: is the row pending, is the campaign in its window, is there a
-        token for every limit it is under? An Outcome ends the task; None goes on."""
+    def _precheck(self, delivery_id: int, hops: int) -> Outcome | None:
+        """Before the claim, a read and the limiter: is the row pending, its campaign
+        sending and inside its window, and is there a token of every limit the message is
+        under? A message without a token costs a read and one Redis call, no ledger write:
+        it books its slot and is re-queued (or its campaign parked for a long wait)."""
         with self.db.engine.connect() as conn:
             row = conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
                                        utcnow() + timedelta(seconds=CLOCK_SKEW_S)}).first()
@@ -134,14 +136,14 @@ class Sender:
         if self.pacer is None:
             return None
         relay = self.settings.relay(rt.relay).name
-        decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address)
+        decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops)
         if decision.allowed:
             return None
         if decision.wait_s >= self.settings.rates.long_wait_s:
             self._park(rt, decision.wait_s, f"waiting: {decision.binding} reached")
             return Outcome("waiting")
-        # spread the re-queued tasks out a little more each time they find no token
-        jitter = random.uniform(0, min(MAX_JITTER_S, 0.05 * 2 ** min(hops, 10)))
+        # the wait is this message's own booked slot; a little jitter against bunching
+        jitter = random.uniform(0, min(MAX_JITTER_S, 0.01 * 2 ** min(hops, 10)))
         return Outcome("throttled", retry_in_s=decision.wait_s + jitter, priority=rt.priority,
                        hops=hops + 1)
 
@@ -156,9 +158,9 @@ class Sender:
     def deliver(self, delivery_id: int, hops: int = 0) -> Outcome:
         """Send one ledger row if it can be claimed. Never raises for a recipient's or
         relay's failure: the answer is written to the row and returned."""
-        paced = self._pace(delivery_id, hops)
-        if paced is not None:
-            return paced
+        early = self._precheck(delivery_id, hops)
+        if early is not None:
+            return early
         claimed = self._claim(delivery_id)
         if claimed is None:
             return SKIPPED

@@ -131,9 +131,15 @@ class Settings:
         return self.queue + ".transactional"
 
     @property
+    def retry_queue(self) -> str:
+        return self.queue + ".retry"
+
+    @property
     def worker_queues(self) -> str:
-        """Workers read the transactional queue first (Redis `queue_order_strategy` priority)."""
-        return f"{self.transactional_queue},{self.queue}"
+        """Workers read these in order (Redis `queue_order_strategy` priority): transactional
+        first, then re-queued bulk tasks (so a retry comes back on time instead of behind
+        the whole backlog), then bulk."""
+        return f"{self.transactional_queue},{self.retry_queue},{self.queue}"
 
     def relay(self, name: str | None) -> RelayConfig:
         key = name or self.default_relay

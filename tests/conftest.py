@@ -115,7 +115,7 @@ class Project:
 
     def workers(self, n: int = 2) -> WorkerGroup:
         log = open(self.root / f"workers-{len(self.groups)}.log", "ab")
-        group = WorkerGroup(n, queue="campaigns.transactional,campaigns", env=self.env, loglevel="INFO", log=log).start()
+        group = WorkerGroup(n, queue="campaigns.transactional,campaigns.retry,campaigns", env=self.env, loglevel="INFO", log=log).start()
         self.groups.append(group)
         return group
 

@@ -149,3 +149,14 @@ def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the sink received" in proc.stdout
     assert not (tmp_path / "d" / "demo" / "redis.sock").exists(), "embedded Redis left running"
+
+
+def test_bounces_classify_prints_one_json_object_per_report(project):
+    import json
+    fixtures = sorted((Path(__file__).parent / "bounces").glob("postfix*.eml"))
+    assert fixtures
+    out = project.cli("bounces", "classify", *map(str, fixtures)).stdout
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows and all(r["category"] and r["recipient"] for r in rows)
+    missing = project.cli("bounces", "classify", "nope.eml", check=False)
+    assert missing.returncode == 1 and "nope.eml" in missing.stderr

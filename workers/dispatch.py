@@ -10,8 +10,10 @@ from workers.tasks import send_delivery
 BATCH = 1000
 
 
-def queue_for(priority: str) -> str:
-    return settings.transactional_queue if priority == "transactional" else settings.queue
+def queue_for(priority: str, retry: bool = False) -> str:
+    if priority == "transactional":
+        return settings.transactional_queue
+    return settings.retry_queue if retry else settings.queue
 
 
 def enqueue(ids: Sequence[int], countdown: float | None = None, priority: str = "bulk") -> None:

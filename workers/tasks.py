@@ -48,5 +48,6 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
     if outcome.retry_in_s is not None:
         from workers.dispatch import queue_for
         send_delivery.apply_async((delivery_id,), {"hops": outcome.hops},
-                                  countdown=outcome.retry_in_s, queue=queue_for(outcome.priority))
+                                  countdown=outcome.retry_in_s,
+                                  queue=queue_for(outcome.priority, retry=True))
     return outcome.status
