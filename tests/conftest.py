@@ -51,6 +51,22 @@ def database_url(tmp_path: Path) -> str:
     return DATABASE_URL
 
 
+UNIT_REDIS_URL = "redis://127.0.0.1:6379/12"   # the limiter's own tests, no workers
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    """A clean Redis database for tests of the Redis-backed pieces (limiter, throttling)."""
+    conn = redis.Redis.from_url(UNIT_REDIS_URL, socket_timeout=5)
+    try:
+        conn.flushdb()
+    except redis.RedisError as exc:
+        need("Redis", exc)
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
 @pytest.fixture
 def redis_url() -> str:
     try:

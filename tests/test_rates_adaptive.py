@@ -1,8 +1,7 @@
 """Adaptive throttling against a real Redis (database 12) with an injected clock."""
 from __future__ import annotations
 
-import os
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -10,7 +9,6 @@ import redis
 from campaigns.errors import InputError
 from campaigns.rates import AdaptiveThrottle
 
-CI = bool(os.environ.get("CI"))
 REDIS_URL = "redis://127.0.0.1:6379/12"
 T0 = 1_790_000_000.0
 
@@ -21,20 +19,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        conn.flushdb()
-    except redis.RedisError as exc:
-        if CI:
-            raise
-        pytest.skip(f"Redis not available at {REDIS_URL}: {exc}")
-    yield conn
-    conn.flushdb()
-    conn.close()
 
 
 @pytest.fixture

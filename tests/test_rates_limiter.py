@@ -9,7 +9,7 @@ import queue
 import random
 import time
 from datetime import date
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -17,7 +17,6 @@ import redis
 from campaigns.errors import InputError
 from campaigns.rates import Decision, Limit, RedisLimiter, WarmupPlan, calendar_day, gcra
 
-CI = bool(os.environ.get("CI"))
 REDIS_URL = "redis://127.0.0.1:6379/12"
 T0 = 1_790_000_040.0   # a whole minute, 2026-09-21 (epoch seconds)
 
@@ -28,20 +27,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    try:
-        conn.flushdb()
-    except redis.RedisError as exc:
-        if CI:
-            raise
-        pytest.skip(f"Redis not available at {REDIS_URL}: {exc}")
-    yield conn
-    conn.flushdb()
-    conn.close()
 
 
 @pytest.fixture
