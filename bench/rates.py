@@ -70,7 +70,7 @@ class Bench:
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["email", "first_name"])
-            writer.writerows((f"c{i}@{domains[i % len(domains)]}", f"N{i}") for i in range(count))
+            writer.writerows((f"{name}{i}@{domains[i % len(domains)]}", f"N{i}") for i in range(count))
         import_contacts(self.ctx.db, path, name)
 
     def run(self, list_name: str, workers: int, seconds: float,
