@@ -24,8 +24,6 @@ from campaigns.settings import LimitConfig, Settings
 REFRESH_S = 0.5
 #: in-slot waits are retried at most this often before the task is re-queued
 MAX_SPINS = 3
-#: adaptive state field: the rate an unconfigured target was halved from
-BASE = "base"
 #: targets whose sending rate is always counted, limited or not (a throttle halves it)
 OBSERVED = ("relay:", "domain:")
 #: seconds of observed sending a throttle of an unconfigured target halves
@@ -119,18 +117,8 @@ class Pacer:
         cached for a second. A target with no configured rate that was throttled is held to
         the lowered rate until it has recovered to the rate it was seen sending at."""
         if target not in self._effective:
-            self._effective[target] = self._read_effective(target, configured)
+            self._effective[target] = self.adaptive.current(target, configured)
         return self._effective[target]
-
-    def _read_effective(self, target: str, configured: float | None) -> tuple[float | None, str | None]:
-        fields = self.adaptive._read(target)   # one HGETALL
-        if "rate" not in fields:
-            return configured, None
-        base = configured if configured is not None else float(fields.get(BASE, fields["rate"]))
-        state = self.adaptive._state(fields, base, self.clock())
-        if configured is None and state.reason is None:
-            return None, None
-        return state.per_s, state.reason
 
     def daily_cap(self, target: str, config: LimitConfig | None) -> int | None:
         cap = config.daily_cap if config else None
@@ -207,7 +195,5 @@ class Pacer:
             base = max(1.0, self.limiter.observed_rate(target, OBSERVED_WINDOW_S))
         reply = " ".join(str(p) for p in (err.code, err.enhanced, err.text) if p)
         self.adaptive.throttle(target, base, err.retry_after_s, f"throttled: {reply}"[:300])
-        if configured is None:
-            self.client.hsetnx(self.adaptive._key(target), BASE, repr(base))
         self._effective.pop(target, None)
         return err.retry_after_s

@@ -19,6 +19,16 @@ HTML = """<html><body>
 """
 
 
+class FakeClock:
+    """An injected clock (epoch seconds) that a test moves by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def write_csv(path: Path, rows: Iterable[tuple[str, ...]], header: str = "email,first_name,code") -> Path:
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)

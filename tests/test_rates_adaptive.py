@@ -8,22 +8,15 @@ import redis
 
 from campaigns.errors import InputError
 from campaigns.rates import AdaptiveThrottle
+from tests.helpers import FakeClock
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 T0 = 1_790_000_000.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -144,3 +137,16 @@ def test_bad_settings_are_refused(client: redis.Redis, adaptive: AdaptiveThrottl
         AdaptiveThrottle(client, floor_per_s=0)
     with pytest.raises(InputError):
         adaptive.throttle(KEY, 0.0, None, REASON)
+
+
+def test_a_key_without_configured_rate_recovers_to_the_rate_it_was_halved_from(
+        adaptive: AdaptiveThrottle, clock: FakeClock) -> None:
+    assert adaptive.current(KEY, None) == (None, None)
+    adaptive.throttle(KEY, 40.0, None, REASON)         # 40/s: what it was seen sending
+    assert adaptive.current(KEY, None) == (20.0, REASON)
+    clock.now += 1.5
+    adaptive.throttle(KEY, 30.0, None, REASON)         # a later observation: ceiling stays 40
+    assert adaptive.current(KEY, None) == (10.0, REASON)
+    clock.now += 60 * 10                               # many quiet periods
+    assert adaptive.current(KEY, None) == (None, None)
+    assert adaptive.current(KEY, 8.0)[0] == 8.0        # a configured rate is the ceiling

@@ -16,22 +16,15 @@ import redis
 
 from campaigns.errors import InputError
 from campaigns.rates import Decision, Limit, RedisLimiter, WarmupPlan, calendar_day, gcra
+from tests.helpers import FakeClock
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 T0 = 1_790_000_040.0   # a whole minute, 2026-09-21 (epoch seconds)
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

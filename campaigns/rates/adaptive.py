@@ -81,6 +81,21 @@ class AdaptiveThrottle:
         state = self.state(key, configured_per_s)
         return state.per_s, state.reason
 
+    def current(self, key: str,
+                configured_per_s: float | None) -> tuple[float | None, str | None]:
+        """Like `effective`, also for a key with no configured rate: its ceiling is then the
+        rate it was first halved from (recorded by `throttle`), and it reads (None, None)
+        once it has recovered to it, or was never throttled. One round trip."""
+        fields = self._read(key)
+        if "rate" not in fields:
+            return configured_per_s, None
+        ceiling = (configured_per_s if configured_per_s is not None
+                   else float(fields.get("ceiling", fields["rate"])))
+        state = self._state(fields, ceiling, self.clock())
+        if configured_per_s is None and state.reason is None:
+            return None, None
+        return state.per_s, state.reason
+
     def retry_after(self, key: str) -> float:
         """Seconds left of the last retry-after hint, 0 when none is pending."""
         until = self.client.hget(self._key(key), "retry_until")
@@ -104,7 +119,9 @@ class AdaptiveThrottle:
             rate = current.per_s if recent else max(self.floor_per_s, current.per_s / 2)
             retry_until = max(now + (hint_s or 0.0), float(fields.get("retry_until", 0)))
             values = {"rate": repr(rate), "reason": reason, "at": repr(now),
-                      "retry_until": repr(retry_until)}
+                      "retry_until": repr(retry_until),
+                      # what an unconfigured key recovers to (see `current`): the first one
+                      "ceiling": fields.get("ceiling", repr(configured_per_s))}
             if not recent:
                 values["halved_at"] = repr(now)
             pipe.multi()
