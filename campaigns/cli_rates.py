@@ -50,7 +50,8 @@ def rates_unset(target: str) -> None:
 def rate_rows(pacer: Any) -> list[dict[str, Any]]:
     from campaigns.rates.parse import format_rate
     limits = pacer.limits_by_target
-    targets = set(limits) | {f"relay:{n}" for n in pacer.settings.relays}
+    parked = pacer.parking.counts()
+    targets = set(limits) | {f"relay:{n}" for n in pacer.settings.relays} | set(parked)
     rows = []
     for target in sorted(targets):
         config = limits.get(target)
@@ -65,7 +66,8 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
             "daily_cap": cap, "daily_cap_reason": "warm-up" if (
                 target.removeprefix("relay:") in pacer.settings.rates.warmup
                 and target.startswith("relay:")) else None,
-            "observed_per_s": round(pacer.limiter.observed_rate(target), 2)})
+            "observed_per_s": round(pacer.limiter.observed_rate(target), 2),
+            "parked": parked.get(target, 0)})
     return rows
 
 
@@ -73,7 +75,7 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
 @handled
 def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every limit: configured rate, current effective rate and why it is lower, today's
-    daily cap, and the rate observed over the last minute."""
+    daily cap, the rate observed over the last minute, and messages parked under it."""
     rows = rate_rows(_pacer())
     if as_json:
         print(json.dumps(rows))
@@ -85,6 +87,8 @@ def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
         if r["daily_cap"] is not None:
             line += f"  daily cap {r['daily_cap']}" + (" (warm-up today)" if r["daily_cap_reason"] else "")
         line += f"  observed {r['observed_per_s']:.1f}/s"
+        if r["parked"]:
+            line += f"  {r['parked']} parked"
         out.print(line, markup=False)
 
 

@@ -14,6 +14,7 @@ import redis
 
 from campaigns.db import Database
 from campaigns.errors import RelayTemporaryError
+from campaigns.parking import Parking
 from campaigns.ratestore import current_limits
 from campaigns.rates import (AdaptiveThrottle, Decision, DomainGroups, Limit, RedisLimiter,
                              WarmupPlan, dns_mx_lookup)
@@ -77,6 +78,7 @@ class Pacer:
         self._effective: dict[str, tuple[float | None, str | None]] = {}
         self._loaded_at = float("-inf")
         self._book = client.register_script(_BOOK)
+        self.parking = Parking(client, clock=clock)
 
     @property
     def limits_by_target(self) -> dict[str, LimitConfig]:
@@ -142,29 +144,52 @@ class Pacer:
         out = []
         for target in self.targets(relay, campaign, priority, address):
             config = self.config(target)
-            rate, _ = self.effective(target, config.rate_per_s if config else None)
+            rate, burst = self._rate_and_burst(target, config)
             cap = None if target.endswith(":bulk") else self.daily_cap(target, config)
             if rate is None and cap is None and not target.startswith(OBSERVED):
                 continue  # relays and receiver groups are always counted (observed rate)
-            burst = (config.burst if config and config.burst else None) or max(1, int(rate or 1))
             out.append(Limit(key=target, rate_per_s=rate, burst=burst, daily_cap=cap, day=day,
                              day_ends_at=day_ends_at))
         return out
 
+    def _rate_and_burst(self, target: str, config: LimitConfig | None) -> tuple[float | None, int]:
+        rate, _ = self.effective(target, config.rate_per_s if config else None)
+        burst = (config.burst if config and config.burst else None) or max(1, int(rate or 1))
+        return rate, burst
+
+    def rate_of(self, target: str) -> tuple[float | None, int]:
+        """`target`'s effective rate now (None: not limited) and its burst."""
+        self.refresh()
+        return self._rate_and_burst(target, self.config(target))
+
+    @staticmethod
+    def parks(binding: str | None) -> bool:
+        """Whether a message denied by `binding` is parked (see campaigns.parking): a
+        receiver group's or a campaign's rate, which other messages need not wait for.
+        Under the relay's own limits every message waits alike, so it books a slot."""
+        return bool(binding) and not str(binding).startswith("relay:") \
+            and not str(binding).endswith(":daily")
+
     def acquire(self, relay: str, campaign: str, priority: str, address: str,
                 hops: int = 0) -> Decision:
-        """One atomic acquire over every limit; short waits are spent here (the slot is
-        held at most `max_wait_s` a spin). A longer wait under a rate is returned as the
-        wait until a slot booked for this message (see `book`); a daily cap's as it is."""
+        """One atomic acquire over every limit. A short wait under the relay's own limit is
+        spent here (the slot is held at most `max_wait_s` a spin): every message waits on
+        that limit anyway; a longer one is returned as the wait until a slot booked for
+        this message (see `book`). A wait under a receiver group's or a campaign's limit is
+        never spent in the slot, which other receivers' messages can use meanwhile: it is
+        returned as it is, for the caller to park the message (`parks`), as is a daily
+        cap's."""
         limits = self.limits(relay, campaign, priority, address)
         for _ in range(MAX_SPINS):
             decision = self.limiter.acquire(limits)
-            if decision.allowed or decision.wait_s > self.settings.rates.max_wait_s:
+            if (decision.allowed or decision.wait_s > self.settings.rates.max_wait_s
+                    or self.parks(decision.binding)):
                 break
             time.sleep(decision.wait_s)
         else:
             decision = self.limiter.acquire(limits)
-        if decision.allowed or decision.wait_s >= self.settings.rates.long_wait_s:
+        if (decision.allowed or decision.wait_s >= self.settings.rates.long_wait_s
+                or self.parks(decision.binding)):
             return decision
         return Decision(False, max(decision.wait_s, self.book(limits, decision.binding, hops)),
                         decision.binding)

@@ -124,7 +124,8 @@ class Sender:
         """Before the claim, a read and the limiter: is the row pending, its campaign
         sending and inside its window, and is there a token of every limit the message is
         under? A message without a token costs a read and one Redis call, no ledger write:
-        it books its slot and is re-queued (or its campaign parked for a long wait)."""
+        it books its slot and is re-queued, or waits parked for its receiver group's or
+        campaign's limit (campaigns.parking), or its campaign waits for a long wait."""
         with self.db.engine.connect() as conn:
             row = conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
                                        utcnow() + timedelta(seconds=CLOCK_SKEW_S)}).first()
@@ -140,14 +141,17 @@ class Sender:
         if decision.allowed:
             return None
         if decision.wait_s >= self.settings.rates.long_wait_s:
-            self._park(rt, decision.wait_s, f"waiting: {decision.binding} reached")
+            self._campaign_waits(rt, decision.wait_s, f"waiting: {decision.binding} reached")
             return Outcome("waiting")
+        if self.pacer.parks(decision.binding):
+            self.pacer.parking.park(str(decision.binding), delivery_id, rt.priority)
+            return Outcome("parked")
         # the wait is this message's own booked slot; a little jitter against bunching
         jitter = random.uniform(0, min(MAX_JITTER_S, 0.01 * 2 ** min(hops, 10)))
         return Outcome("throttled", retry_in_s=decision.wait_s + jitter, priority=rt.priority,
                        hops=hops + 1)
 
-    def _park(self, rt: CampaignRuntime, wait_s: float, reason: str) -> None:
+    def _campaign_waits(self, rt: CampaignRuntime, wait_s: float, reason: str) -> None:
         """A long wait (a daily cap): the campaign waits; the upkeep wakes it at resume_at."""
         resume_at = utcnow() + timedelta(seconds=wait_s)
         with self.db.engine.begin() as conn:

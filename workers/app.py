@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: how often the ledger upkeep runs (one worker at a time, under a Redis lock)
 MAINTENANCE_EVERY_S = 2.0
+#: how often parked messages are released (one worker at a time, under a Redis lock)
+RELEASE_EVERY_S = 0.2
 
 settings = load_settings()
 app = Celery("campaigns", include=["workers.tasks"])
@@ -66,12 +68,32 @@ def _maintenance_loop(stop: threading.Event) -> None:
             log.exception("ledger upkeep failed; retrying in %.0f s", MAINTENANCE_EVERY_S)
 
 
+def _release_loop(stop: threading.Event) -> None:
+    """Hand messages parked under a receiver group's or campaign's limit back to the
+    queue at that limit's rate (campaigns.parking)."""
+    import redis
+
+    from campaigns.pacing import Pacer
+    from workers.dispatch import release
+
+    client = redis.Redis.from_url(redis_url(settings))
+    pacer = Pacer(settings, context().db, client)
+    while not stop.wait(RELEASE_EVERY_S):
+        try:
+            if client.set("campaigns:releaser", "1", nx=True, px=int(RELEASE_EVERY_S * 900)):
+                pacer.parking.release(pacer.rate_of, release)
+        except Exception:
+            log.exception("releasing parked messages failed; retrying")
+
+
 _stop = threading.Event()
 
 
 @signals.worker_ready.connect
 def _start_maintenance(**_: Any) -> None:
     threading.Thread(target=_maintenance_loop, args=(_stop,), name="ledger-upkeep",
+                     daemon=True).start()
+    threading.Thread(target=_release_loop, args=(_stop,), name="parked-release",
                      daemon=True).start()
 
 

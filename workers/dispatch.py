@@ -22,3 +22,11 @@ def enqueue(ids: Sequence[int], countdown: float | None = None, priority: str = 
         for delivery_id in ids:
             send_delivery.apply_async((delivery_id,), countdown=countdown, producer=producer,
                                       queue=queue)
+
+
+def release(ids: Sequence[int], priority: str) -> None:
+    """Publish parked messages (campaigns.parking) ahead of the bulk backlog."""
+    queue = queue_for(priority, retry=True)
+    with app.producer_or_acquire() as producer, producer.batch(BATCH):
+        for delivery_id in ids:
+            send_delivery.apply_async((delivery_id,), producer=producer, queue=queue)

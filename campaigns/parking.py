@@ -1,0 +1,83 @@
+"""Messages held back by a receiver group's or a campaign's limit wait here, not in the queue.
+
+Re-queueing such a message with a countdown costs a worker a task round trip every time it
+comes back still over its limit; with half a campaign bound for a throttled receiver, those
+round trips took most of the workers' time and the other receivers' mail slowed to a third
+(BENCHMARKS.md). Instead a denied message is parked once, in a Redis sorted set per limit
+(oldest first), and `release` hands parked messages back to the queue at that limit's
+current rate (a little faster, so the limit stays busy; a message released too early is
+parked again). A rate changed with `rates set` or lowered by a throttle
+reply applies to the next release; an unset limit releases everything parked under it.
+
+Parked ids live in the same Redis as the queue and are as durable as queued tasks. A release
+publishes before it removes, so a crash in between publishes a message twice, which the
+ledger's claim turns into one send. A paused or cancelled campaign's parked messages are
+released and skipped like queued ones.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Callable
+
+import redis
+
+PREFIX = "campaigns:parked:"
+_RELEASED = "campaigns:released:"
+#: release this much faster than the limit, so it is never left idle
+HEADROOM = 1.25
+#: at most this many released per limit and call when the limit is gone
+UNLIMITED_BATCH = 1000
+
+#: target -> (effective rate per second or None for no limit, burst)
+RateOf = Callable[[str], tuple[float | None, int]]
+#: (delivery ids, priority) -> publish them on the retry queue of that priority
+Publish = Callable[[list[int], str], None]
+
+
+class Parking:
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.time) -> None:
+        self.client, self.clock = client, clock
+
+    def park(self, target: str, delivery_id: int, priority: str) -> None:
+        """Hold `delivery_id` under `target` (once: parking it again keeps its place)."""
+        self.client.zadd(PREFIX + target, {f"{delivery_id}|{priority}": self.clock()}, nx=True)
+
+    def counts(self) -> dict[str, int]:
+        """How many messages are parked under each limit."""
+        out = {}
+        for key in self.client.scan_iter(match=PREFIX + "*", count=1000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            out[name.removeprefix(PREFIX)] = int(self.client.zcard(key))
+        return out
+
+    def release(self, rate_of: RateOf, publish: Publish) -> int:
+        """Publish the parked messages that each limit has room for since the last call.
+        Run by one process at a time (the caller holds a lock). Returns how many."""
+        now, released = self.clock(), 0
+        for target in self.counts():
+            rate, burst = rate_of(target)
+            if rate is None:
+                n, credit_left = UNLIMITED_BATCH, 0.0
+            else:
+                pace = rate * HEADROOM
+                last = float(self.client.get(_RELEASED + target) or 0.0)
+                credit = min(max(1.0, float(burst)), (now - last) * pace)
+                n = int(credit)
+                if n < 1:
+                    continue
+                credit_left = (credit - n) / pace
+            popped = self.client.zrange(PREFIX + target, 0, n - 1)
+            if rate is not None:
+                self.client.set(_RELEASED + target, now - credit_left, ex=3600)
+            by_priority: dict[str, list[int]] = defaultdict(list)
+            for member in popped:
+                text = member.decode() if isinstance(member, bytes) else str(member)
+                delivery_id, _, priority = text.partition("|")
+                by_priority[priority or "bulk"].append(int(delivery_id))
+            for priority, ids in by_priority.items():
+                publish(ids, priority)
+            if popped:
+                self.client.zrem(PREFIX + target, *popped)
+            released += len(popped)
+        return released
