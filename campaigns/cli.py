@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 
 from campaigns.context import Context, open_context
@@ -54,7 +55,8 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CampaignsError as e:
-            err.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+            # the message may hold "[AUTHENTICATIONFAILED]" and the like: not markup
+            err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper  # type: ignore[return-value]
 
@@ -115,9 +117,41 @@ def suppressions_remove(address: str) -> None:
 @supp_app.command("list")
 @handled
 def suppressions_list() -> None:
+    """Every suppression: address, source, reason, when."""
     from campaigns import suppressions
     for s in suppressions.list_all(ctx().db):
-        out.print(f"{s.address}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M}")
+        out.print(f"{s.address}\t{s.source}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M}",
+                  markup=False)
+
+
+@supp_app.command("import")
+@handled
+def suppressions_import(file: Path) -> None:
+    """Suppress every address of a CSV file with an `email` column (optional `reason`,
+    `source`, `category`: what `export` writes). Bad rows are listed; the rest imported."""
+    from campaigns import suppressions
+    report = suppressions.import_csv(ctx().db, file)
+    for err in report.errors:
+        out.print(f"error: {err}", markup=False)
+    out.print(f"{file}: {report.added} suppressed, {report.already} already suppressed, "
+              f"{len(report.errors)} rows with errors", markup=False)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@supp_app.command("export")
+@handled
+def suppressions_export(file: Optional[Path] = typer.Argument(None, help="default: stdout")) -> None:
+    """Every suppression with its cause (source, category, delivery, bounce report) as CSV."""
+    import sys
+
+    from campaigns import suppressions
+    if file is None:
+        suppressions.export_csv(ctx().db, sys.stdout)
+        return
+    with file.open("w", newline="", encoding="utf-8") as fh:
+        count = suppressions.export_csv(ctx().db, fh)
+    out.print(f"{count} suppressions written to {file}", markup=False)
 
 
 # ---------------------------------------------------------------- templates
@@ -209,19 +243,5 @@ def redis_status() -> None:
 from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign commands)
 
 
-bounces_app = typer.Typer(no_args_is_help=True, help="Bounces: classify returned messages.")
-app.add_typer(bounces_app, name="bounces")
-
-
-@bounces_app.command("classify")
-@handled
-def bounces_classify(files: list[Path]) -> None:
-    """Print one JSON object per recipient report found in each message file."""
-    from campaigns.bounces.cli import classify_files
-    from campaigns.errors import InputError
-    for path in files:
-        if not path.is_file():
-            raise InputError("no such file", file=str(path))
-    for row in classify_files(files):
-        print(json.dumps(row, ensure_ascii=False))
+from campaigns import cli_bounces  # noqa: E402,F401  (registers the bounce commands)
 from campaigns import cli_rates  # noqa: E402,F401  (registers rates and plan)

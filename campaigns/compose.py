@@ -16,7 +16,7 @@ from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_ad
 from campaigns.models import Campaign, Template
 from campaigns.rendering import CompiledTemplate, Rendered, build_context, compile_template
 from campaigns.settings import Settings
-from campaigns.tokens import make_token
+from campaigns.tokens import make_return_path, make_token
 
 #: our own header on every message, for attributing bounces to a delivery
 DELIVERY_HEADER = "X-Campaigns-Delivery"
@@ -78,6 +78,15 @@ def unsubscribe_url(settings: Settings, delivery_id: int | None, sender: str) ->
     if settings.unsubscribe_url:
         return settings.unsubscribe_url + "preview"
     return "mailto:" + sender + "?subject=" + urllib.parse.quote("unsubscribe")
+
+
+def return_path(settings: Settings, delivery_id: int, sender: str) -> str:
+    """The envelope sender (MAIL FROM) of one delivery: a signed VERP address at the bounce
+    domain when one is configured, so every bounce names its delivery; else the From."""
+    cfg = settings.bounces
+    if not cfg.domain:
+        return sender
+    return make_return_path(settings.secret_key, delivery_id, cfg.local_part, cfg.domain)
 
 
 def attachment_path(rt: CampaignRuntime, address: str, attributes: Mapping[str, Any],

@@ -70,10 +70,42 @@ class ListMember(Base):
 
 
 class Suppression(Base):
+    """An address never mailed again, and why: `source` (manual, import, smtp, bounce,
+    complaint, soft-limit, unsubscribe), the bounce `category`, and the delivery and bounce
+    report that caused it."""
     __tablename__ = "suppressions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[str] = mapped_column(String(320), unique=True)
     reason: Mapped[str] = mapped_column(Text, default="manual")
+    source: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
+    category: Mapped[str | None] = mapped_column(String(20))
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+    bounce_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BounceEvent(Base):
+    """One recipient's bounce (or complaint, or delivery notice) as it reached us: from an
+    SMTP reply while sending, a returned message (inbound SMTP, IMAP, a file) or a webhook.
+    `report_key` makes the intake idempotent: the same report processed twice is one row."""
+    __tablename__ = "bounces"
+    __table_args__ = (Index("ix_bounce_address_created", "address", "created_at"),
+                      Index("ix_bounce_campaign", "campaign_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_key: Mapped[str] = mapped_column(String(100), unique=True)
+    source: Mapped[str] = mapped_column(String(20))          # smtp, inbound, imap, file, webhook
+    delivery_id: Mapped[int | None] = mapped_column(Integer)
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(320))
+    category: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(40))
+    permanent: Mapped[bool] = mapped_column(Boolean, default=False)
+    final: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str | None] = mapped_column(String(20))    # enhanced status code
+    reply_code: Mapped[int | None] = mapped_column(Integer)
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    feedback_type: Mapped[str | None] = mapped_column(String(40))
+    action: Mapped[str | None] = mapped_column(String(40))    # what the intake did with it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -131,6 +163,10 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bounce_category: Mapped[str | None] = mapped_column(String(20))   # hard, soft, block, …
+    bounce_reason: Mapped[str | None] = mapped_column(String(40))     # userunknown, mailboxfull, …
+    relay: Mapped[str | None] = mapped_column(String(200))            # the relay that took it
+    provider_message_id: Mapped[str | None] = mapped_column(String(300), index=True)
 
 
 class RateLimit(Base):

@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
 
-from campaigns.compose import AttachmentError, CampaignRuntime, compose, load_runtime
+from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
+from campaigns.compose import (AttachmentError, CampaignRuntime, compose, load_runtime,
+                               return_path)
 from campaigns.db import Database
 from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
@@ -39,6 +41,8 @@ class Outcome:
 
 
 SKIPPED = Outcome("skipped")
+#: categories of a 5xx reply that are still retried within the attempt budget
+RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
 
 # Statements built once: constructing SQLAlchemy expressions per message cost more than the
 # database work itself (profiled: ~1.5 ms of ~4.9 ms per message).
@@ -59,13 +63,14 @@ def _typed(column: str) -> Any:
 
 
 _RECORD_COLUMNS = ("status", "updated_at", "lease_until", "reply_code", "enhanced_status",
-                   "reply_text", "sent_at", "message_id", "next_attempt_at")
+                   "reply_text", "sent_at", "message_id", "next_attempt_at", "bounce_category",
+                   "bounce_reason", "relay", "provider_message_id")
+_KEPT = ("sent_at", "message_id", "next_attempt_at", "relay", "provider_message_id")
 # `in_doubt` too: a lease that expired during a slow send still gets the truth
 _RECORD = (update(Delivery)
            .where(Delivery.id == bindparam("b_id"),
                   Delivery.status.in_(("sending", "in_doubt")))
-           .values({c: func.coalesce(_typed(c), getattr(Delivery, c))
-                    if c in ("sent_at", "message_id", "next_attempt_at") else _typed(c)
+           .values({c: func.coalesce(_typed(c), getattr(Delivery, c)) if c in _KEPT else _typed(c)
                     for c in _RECORD_COLUMNS}
                    | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer)}))
 _PEEK = (select(Delivery.campaign_id, Delivery.address)
@@ -177,7 +182,9 @@ class Sender:
                                        source_dir=source_dir)
         except (TemplateRenderError, AttachmentError, InputError) as err:
             return self._record(delivery_id, "failed", text=str(err))
-        message = OutgoingMessage(sender=rt.builder.envelope_from, recipient=row.address,
+        message = OutgoingMessage(sender=return_path(self.settings, delivery_id,
+                                                     rt.builder.envelope_from),
+                                  recipient=row.address,
                                   data=data, message_id=message_id,
                                   smtputf8=not row.address.isascii())
         return self._send(rt, delivery_id, row.attempts, message)
@@ -188,26 +195,58 @@ class Sender:
             result = self.relay(rt.relay).send(message)
         except RelayConfigError as err:
             return self._relay_refused(rt, delivery_id, err)
-        except RelayTemporaryError as err:
-            if self.pacer is not None and is_throttle(err):
-                # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
-                hint = self.pacer.throttled(self.settings.relay(rt.relay).name,
-                                            message.recipient, err)
-                delay = backoff_s(self.settings.sending, 1, hint)
-                return self._record(delivery_id, "deferred", err, retry_in_s=delay, refund=True,
-                                    priority=rt.priority)
-            if attempts >= self.settings.sending.max_attempts:
-                return self._record(delivery_id, "failed", err,
-                                    note=f"gave up after {attempts} attempts: ")
-            delay = backoff_s(self.settings.sending, attempts, err.retry_after_s)
-            return self._record(delivery_id, "deferred", err, retry_in_s=delay,
-                                priority=rt.priority)
-        except RelayPermanentError as err:
-            return self._record(delivery_id, "bounced", err)
+        except (RelayTemporaryError, RelayPermanentError) as err:
+            return self._failed(rt, delivery_id, attempts, message, err)
         except RelayInDoubt as err:
             return self._record(delivery_id, "in_doubt", err)
         return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
-                            text=result.text, message_id=message.message_id)
+                            text=result.text, message_id=message.message_id,
+                            relay=self.settings.relay(rt.relay).name,
+                            provider_id=result.provider_id)
+
+    def _failed(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
+                message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError) -> Outcome:
+        """The relay said no: what the classifier calls the reply decides (campaigns.intake).
+        Throttle: slow that receiver, retry, never a bounce or an attempt. Relay: pause the
+        campaign, keep the message. Hard and complaint: bounced and suppressed. Permanent
+        (policy, auth, too large, expired): bounced, not suppressed. Soft, block and unknown:
+        retried within the attempt budget, then failed (a soft bounce towards the limit)."""
+        verdict = (classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
+                   if err.code else Classification.of("networkerror"))
+        if verdict.category == BounceCategory.RELAY:
+            return self._relay_refused(rt, delivery_id, RelayConfigError(
+                str(err), code=err.code, enhanced=err.enhanced, text=err.text))
+        temporary = err if isinstance(err, RelayTemporaryError) else None
+        hint = temporary.retry_after_s if temporary else None
+        if self.pacer is not None and temporary is not None and (
+                verdict.category == BounceCategory.THROTTLE or is_throttle(temporary)):
+            # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
+            hint = self.pacer.throttled(self.settings.relay(rt.relay).name,
+                                        message.recipient, temporary)
+            return self._record(delivery_id, "deferred", err, retry_in_s=backoff_s(
+                self.settings.sending, 1, hint), refund=True, priority=rt.priority,
+                verdict=verdict)
+        retry = temporary is not None or (not verdict.permanent and verdict.category in RETRIED)
+        if retry and attempts < self.settings.sending.max_attempts:
+            delay = backoff_s(self.settings.sending, attempts, hint)
+            return self._record(delivery_id, "deferred", err, retry_in_s=delay,
+                                priority=rt.priority, verdict=verdict)
+        status = "failed" if retry else "bounced"
+        outcome = self._record(delivery_id, status, err, verdict=verdict, note=(
+            f"gave up after {attempts} attempts: " if retry else ""))
+        self._bounce(delivery_id, attempts, message.recipient, verdict, err)
+        return outcome
+
+    def _bounce(self, delivery_id: int, attempts: int, address: str,
+                verdict: Classification, err: RelayError) -> None:
+        """A final failure: into the bounce record, the suppression policy and the
+        reputation guard (campaigns.intake.apply)."""
+        from campaigns import intake
+        report = BounceReport(verdict.category, verdict.permanent, verdict.reason,
+                              recipient=address, status=err.enhanced, reply_code=err.code,
+                              diagnostic=(err.text or str(err))[:1000])
+        intake.apply(self.db, self.settings, report, source="smtp", delivery_id=delivery_id,
+                     key=f"smtp:{delivery_id}:{attempts}", address=address)
 
     def _relay_refused(self, rt: CampaignRuntime, delivery_id: int,
                        err: RelayConfigError) -> Outcome:
@@ -229,7 +268,9 @@ class Sender:
     def _record(self, delivery_id: int, status: str, err: RelayError | None = None, *,
                 code: int | None = None, enhanced: str | None = None, text: str | None = None,
                 message_id: str | None = None, retry_in_s: float | None = None,
-                note: str = "", refund: bool = False, priority: str = "bulk") -> Outcome:
+                note: str = "", refund: bool = False, priority: str = "bulk",
+                verdict: Classification | None = None, relay: str | None = None,
+                provider_id: str | None = None) -> Outcome:
         now = utcnow()
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
@@ -241,7 +282,10 @@ class Sender:
             "v_message_id": message_id if status == "sent" else None,
             "v_next_attempt_at": (now + timedelta(seconds=retry_in_s)
                                   if retry_in_s is not None else None),
-            "v_refund": 1 if refund else 0}
+            "v_refund": 1 if refund else 0,
+            "v_bounce_category": verdict.category.value if verdict else None,
+            "v_bounce_reason": verdict.reason if verdict else None,
+            "v_relay": relay, "v_provider_message_id": provider_id}
         with self.db.engine.begin() as conn:
             if self._async_commit:
                 # Losing this write in a database crash leaves the row `sending`, which the

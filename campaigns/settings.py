@@ -113,6 +113,21 @@ class SendingPolicy:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """What bounces do (TOML [bounces]); see README "Bounces"."""
+    domain: str | None = None        # VERP return path bounces+TOKEN@domain; None: the From address
+    local_part: str = "bounces"
+    soft_limit: int = 3              # soft bounces of one address …
+    soft_days: float = 7.0           # … within this many days suppress it (reset by a success)
+    guard_min_sample: int = 100      # reputation guard: messages sent before the rates count
+    guard_max_hard: float = 0.05     # a campaign pauses above this hard-bounce rate …
+    guard_max_complaint: float = 0.001   # … or this complaint rate
+    listen: str = "127.0.0.1:2526"   # `campaigns bounces serve`
+    imap: Any = None                 # campaigns.bounces.imap.ImapConfig when [bounces.imap] is set
+    imap_every_s: float = 60.0       # how often workers poll the IMAP mailbox
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -125,6 +140,7 @@ class Settings:
     secret_key: Secret
     queue: str = "campaigns"
     rates: RatesConfig = field(default_factory=RatesConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
 
     @property
     def transactional_queue(self) -> str:
@@ -264,6 +280,47 @@ def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> Rates
         warmup=warmup)
 
 
+_BOUNCES_KEYS = {"domain", "local_part", "soft_limit", "soft_days", "guard_min_sample",
+                 "guard_max_hard", "guard_max_complaint", "listen", "imap", "imap_every_s"}
+
+
+def _bounces(raw: Any, where: str) -> BouncesConfig:
+    at = f"{where}: [bounces]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table")
+    unknown = sorted(set(raw) - _BOUNCES_KEYS)
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected some of "
+                          f"{', '.join(sorted(_BOUNCES_KEYS))}")
+    d = BouncesConfig()
+    domain = raw.get("domain")
+    if domain is not None and (not isinstance(domain, str) or "@" in domain or "." not in domain):
+        raise ConfigError(f"{at}: domain must be a domain name such as bounces.example.it "
+                          f"(got {domain!r})")
+    listen = str(raw.get("listen", d.listen))
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{at}: listen must be HOST:PORT such as 127.0.0.1:2526 (got {listen!r})")
+    imap = None
+    if "imap" in raw:
+        from campaigns.bounces.imap import parse_imap_config
+        from campaigns.errors import InputError
+        try:
+            imap = parse_imap_config(raw["imap"], f"{where} [bounces.imap]")
+        except InputError as err:
+            raise ConfigError(str(err)) from None
+    return BouncesConfig(
+        domain=domain.lower() if domain else None,
+        local_part=str(raw.get("local_part", d.local_part)),
+        soft_limit=_clamp("soft_limit", raw.get("soft_limit", d.soft_limit), int, 1, at),
+        soft_days=_clamp("soft_days", raw.get("soft_days", d.soft_days), float, 0.01, at),
+        guard_min_sample=_clamp("guard_min_sample", raw.get("guard_min_sample", d.guard_min_sample), int, 1, at),
+        guard_max_hard=_clamp("guard_max_hard", raw.get("guard_max_hard", d.guard_max_hard), float, 0, at),
+        guard_max_complaint=_clamp("guard_max_complaint", raw.get("guard_max_complaint", d.guard_max_complaint), float, 0, at),
+        listen=listen, imap=imap,
+        imap_every_s=_clamp("imap_every_s", raw.get("imap_every_s", d.imap_every_s), float, 1, at))
+
+
 def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
     if os.environ.get("CAMPAIGNS_SECRET_KEY"):
         return Secret(os.environ["CAMPAIGNS_SECRET_KEY"])
@@ -315,4 +372,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         secret_key=_secret_key(data_dir, raw),
         queue=str(raw.get("queue", "campaigns")),
         rates=_rates(raw.get("rates", {}), relays_raw, where),
+        bounces=_bounces(raw.get("bounces", {}), where),
     )

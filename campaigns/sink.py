@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr
 
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from campaigns.smtpserver import AnyPortController
 
 _DROP = "\x00drop"       # a handler's reply meaning "close the connection, answer nothing"
 STAGES = ("mail", "rcpt", "data")
@@ -152,15 +153,9 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as {number}"
 
 
-class _Controller(Controller):
+class _Controller(AnyPortController):
     def factory(self) -> _SinkSMTP:
         return _SinkSMTP(self.handler, **self.SMTP_kwargs)
-
-    def _trigger_server(self) -> None:
-        # Bound to port 0: learn the real port before aiosmtpd's self-test connects to it.
-        assert isinstance(self.server, asyncio.Server)
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
 
 
 class ScriptedSink:

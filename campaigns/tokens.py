@@ -32,3 +32,24 @@ def read_token(secret: Secret, purpose: str, token: str) -> int | None:
         return None
     delivery_id = int(head)
     return delivery_id if hmac.compare_digest(given, _mac(secret, purpose, delivery_id)) else None
+
+
+def make_return_path(secret: Secret, delivery_id: int, local_part: str, domain: str) -> str:
+    """The VERP envelope sender of one delivery: ``bounces+123.k3j…@bounces.example.it``.
+    The MAC is base32 in lower case: MTAs may change the case of a local part."""
+    mac = base64.b32encode(_mac(secret, "bounce", delivery_id)).decode().rstrip("=").lower()
+    return f"{local_part}+{delivery_id}.{mac}@{domain}"
+
+
+def read_return_path(secret: Secret, address: str, local_part: str, domain: str) -> int | None:
+    """The delivery id of a genuine VERP address of ours, else None (forged, or not ours)."""
+    local, _, dom = address.strip().strip("<>").rpartition("@")
+    prefix = local_part.lower() + "+"
+    if dom.lower() != domain.lower() or not local.lower().startswith(prefix):
+        return None
+    head, _, mac = local[len(prefix):].partition(".")
+    if not head.isdigit() or not mac:
+        return None
+    delivery_id = int(head)
+    want = base64.b32encode(_mac(secret, "bounce", delivery_id)).decode().rstrip("=").lower()
+    return delivery_id if hmac.compare_digest(mac.lower(), want) else None

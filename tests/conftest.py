@@ -86,6 +86,7 @@ class Project:
     redis_url: str
     sending: dict[str, Any] = field(default_factory=dict)
     relay_extra: str = ""
+    bounces: dict[str, Any] = field(default_factory=dict)   # the [bounces] table
     groups: list[WorkerGroup] = field(default_factory=list)
     clock_offset_s: float = 0.0   # the workers' injected clock (daily caps, warm-up days)
     _ctx: Context | None = None
@@ -98,6 +99,13 @@ class Project:
         lines += ["", "[relays.sink]", 'kind = "smtp"', 'host = "127.0.0.1"',
                   f"port = {self.sink.port}", 'security = "none"', "timeout_s = 10",
                   self.relay_extra]
+        if self.bounces:
+            flat = {k: v for k, v in self.bounces.items() if not isinstance(v, dict)}
+            lines += ["", "[bounces]"] + [f"{k} = {json.dumps(v)}" for k, v in flat.items()]
+            for name, table in self.bounces.items():
+                if isinstance(table, dict):
+                    lines += ["", f"[bounces.{name}]"]
+                    lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
         (self.root / "campaigns.toml").write_text("\n".join(lines) + "\n")
         self._ctx = None
 

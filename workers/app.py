@@ -86,6 +86,24 @@ def _release_loop(stop: threading.Event) -> None:
             log.exception("releasing parked messages failed; retrying")
 
 
+def _imap_loop(stop: threading.Event) -> None:
+    """Poll the [bounces.imap] mailbox every `imap_every_s`, one worker per interval."""
+    import redis
+
+    from campaigns.intake import poll_mailbox
+
+    every = settings.bounces.imap_every_s
+    client = redis.Redis.from_url(redis_url(settings))
+    while not stop.wait(min(every, 5.0)):
+        try:
+            if client.set("campaigns:imap-poll", "1", nx=True, px=int(every * 1000)):
+                result = poll_mailbox(context().db, settings)
+                if result.handled or result.failed:
+                    log.info("bounce mailbox: %s handled, %s failed", result.handled, result.failed)
+        except Exception:  # the mailbox server is down: say so, try at the next interval
+            log.exception("polling the bounce mailbox failed")
+
+
 _stop = threading.Event()
 
 
@@ -95,6 +113,9 @@ def _start_maintenance(**_: Any) -> None:
                      daemon=True).start()
     threading.Thread(target=_release_loop, args=(_stop,), name="parked-release",
                      daemon=True).start()
+    if settings.bounces.imap is not None:
+        threading.Thread(target=_imap_loop, args=(_stop,), name="bounce-mailbox",
+                         daemon=True).start()
 
 
 @signals.worker_shutdown.connect

@@ -1,0 +1,277 @@
+"""What a bounce does to the ledger: one policy for every source (an SMTP reply while
+sending, a returned message from the inbound endpoint, the IMAP mailbox or a file, and,
+later, provider webhooks).
+
+- hard and complaint: the delivery is `bounced` and the address suppressed at once;
+- soft (and unknown, and a returned `expired`): the delivery is `bounced`; the address is
+  suppressed after `soft_limit` soft bounces within `soft_days`, counted from its last
+  successful delivery (a success resets the count);
+- block, policy, auth, toolarge: the delivery is `bounced` with that category, the address
+  never suppressed (the receiver refuses *us*, or the message; not the recipient's fault);
+- throttle, relay and a delay notice (`final=False`): recorded, nothing else changes;
+- autoreply: recorded and ignored; delivered: recorded on the delivery.
+
+Only a report attributed to one of our deliveries (a signed VERP return path, our signed
+header in the returned original, or the original's Message-ID) changes the ledger or
+suppresses: a forged bounce naming an arbitrary address is recorded as `unmatched` and does
+nothing else. Every report is stored once (`report_key`), so processing the same message
+twice changes nothing the second time.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from campaigns.bounces import BounceReport, Classification, parse_bounce
+from campaigns.bounces.model import BounceCategory
+from campaigns.db import Database
+from campaigns.models import BounceEvent, Campaign, Delivery, Suppression, utcnow
+from campaigns.settings import Settings
+from campaigns.tokens import read_return_path, read_token
+
+log = logging.getLogger(__name__)
+
+#: categories that suppress the address at once
+SUPPRESS_NOW = frozenset({BounceCategory.HARD, BounceCategory.COMPLAINT})
+#: categories counted towards the soft limit
+SOFT = frozenset({BounceCategory.SOFT, BounceCategory.UNKNOWN, BounceCategory.EXPIRED})
+#: categories that only get recorded
+RECORD_ONLY = frozenset({BounceCategory.THROTTLE, BounceCategory.RELAY,
+                         BounceCategory.AUTOREPLY})
+#: statuses a returned report may turn into `bounced` (not a row still being retried)
+_BOUNCEABLE = ("sent", "in_doubt", "bounced", "failed")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one report did: `action` is bounced, suppressed, recorded, ignored, delivered,
+    unmatched or duplicate."""
+    address: str | None
+    category: str
+    reason: str
+    action: str
+    delivery_id: int | None = None
+    bounce_id: int | None = None
+
+
+def report_key(raw: bytes, recipient: str | None) -> str:
+    return "msg:" + hashlib.sha256(raw).hexdigest()[:40] + ":" + (recipient or "-").lower()[:50]
+
+
+def attribute(db: Database, settings: Settings, report: BounceReport,
+              envelope_to: list[str] | None = None) -> int | None:
+    """The delivery a returned report is about, or None: by our signed VERP return path
+    (the address the bounce was sent to), by our signed header in the returned original,
+    then by the original's Message-ID (its recipient must match when the report names one)."""
+    cfg = settings.bounces
+    if cfg.domain:
+        for rcpt in envelope_to or []:
+            found = read_return_path(settings.secret_key, rcpt, cfg.local_part, cfg.domain)
+            if found is not None:
+                return found
+    token = next((v for k, v in report.original_headers.items()
+                  if k.lower() == "x-campaigns-delivery"), None)
+    if token:
+        found = read_token(settings.secret_key, "delivery", token.strip())
+        if found is not None:
+            return found
+    if report.original_message_id:
+        mid = report.original_message_id.strip()
+        if not mid.startswith("<"):
+            mid = f"<{mid}>"
+        with db.engine.connect() as conn:
+            row = conn.execute(select(Delivery.id, Delivery.address)
+                               .where(Delivery.message_id == mid)).first()
+        if row is not None and (not report.recipient
+                                or row.address.lower() == report.recipient.lower()):
+            return int(row.id)
+    return None
+
+
+def process_message(db: Database, settings: Settings, raw: bytes, *, source: str,
+                    envelope_to: list[str] | None = None) -> list[Applied]:
+    """Parse a returned message and apply each of its reports."""
+    reports = parse_bounce(raw)
+    out = []
+    for report in reports:
+        delivery_id = attribute(db, settings, report, envelope_to)
+        out.append(apply(db, settings, report, source=source, delivery_id=delivery_id,
+                         key=report_key(raw, report.recipient), address=report.recipient))
+    if not reports:
+        log.info("%s: a message with no recipient report (not a bounce?) ignored", source)
+    return out
+
+
+def apply(db: Database, settings: Settings, verdict: Classification, *, source: str,
+          delivery_id: int | None, key: str, address: str | None = None,
+          attributed: bool = True) -> Applied:
+    """Record one report and do what its category asks (module docstring), then run the
+    reputation guard on its campaign for a hard bounce or a complaint. `delivery_id` None,
+    or `attributed` False, records it as unmatched."""
+    category = BounceCategory(verdict.category)
+    now = utcnow()
+    with db.session() as s:
+        delivery = s.get(Delivery, delivery_id) if delivery_id is not None else None
+        if delivery is not None and address and delivery.address.lower() != address.lower():
+            # the report names another recipient than the delivery it came back for
+            # (a forwarder): believe the delivery, the address we mailed
+            log.info("bounce for delivery %s names %s; recorded against %s", delivery_id,
+                     address, delivery.address)
+        addr = delivery.address if delivery is not None else (address or "").lower()
+        event = BounceEvent(
+            report_key=key, source=source, delivery_id=delivery.id if delivery else None,
+            campaign_id=delivery.campaign_id if delivery else None, address=addr or "-",
+            category=category.value, reason=verdict.reason, permanent=verdict.permanent,
+            final=getattr(verdict, "final", True), status=getattr(verdict, "status", None),
+            reply_code=getattr(verdict, "reply_code", None),
+            diagnostic=(getattr(verdict, "diagnostic", None) or None),
+            feedback_type=getattr(verdict, "feedback_type", None), created_at=now)
+        s.add(event)
+        try:
+            s.flush()
+        except IntegrityError:
+            s.rollback()
+            return Applied(addr, category.value, verdict.reason, "duplicate", delivery_id)
+        action = _act(s, settings, event, delivery, attributed, now)
+        event.action = action
+        applied = Applied(addr, category.value, verdict.reason, action,
+                          delivery.id if delivery else None, event.id)
+        campaign_id = event.campaign_id
+    if category in SUPPRESS_NOW and campaign_id is not None and action != "unmatched":
+        guard(db, settings, campaign_id)
+    return applied
+
+
+def _act(s: Session, settings: Settings, event: BounceEvent, delivery: Delivery | None,
+         attributed: bool, now: datetime) -> str:
+    category = BounceCategory(event.category)
+    if delivery is None or not attributed:
+        return "unmatched"
+    if not event.final:
+        return "recorded"          # a delay notice: the MTA is still trying
+    if category == BounceCategory.AUTOREPLY:
+        return "ignored"
+    if category in RECORD_ONLY:
+        return "recorded"
+    if category == BounceCategory.DELIVERED:
+        s.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sent")
+                  .values(bounce_category="delivered", bounce_reason="delivered"))
+        return "delivered"
+    if event.source != "smtp":     # the send path writes its own row
+        s.execute(update(Delivery).where(Delivery.id == delivery.id,
+                                         Delivery.status.in_(_BOUNCEABLE))
+                  .values(status="bounced", bounce_category=category.value,
+                          bounce_reason=event.reason, updated_at=now,
+                          reply_code=event.reply_code or Delivery.reply_code,
+                          enhanced_status=event.status or Delivery.enhanced_status,
+                          reply_text=(event.diagnostic or "")[:2000] or Delivery.reply_text))
+    if category in SUPPRESS_NOW:
+        source = "complaint" if category == BounceCategory.COMPLAINT else "bounce"
+        return "suppressed" if _suppress(s, event, source, f"{category.value}: {event.reason}") \
+            else "bounced"
+    if category in SOFT:
+        since = max(now - timedelta(days=settings.bounces.soft_days),
+                    _last_success(s, event.address) or datetime.min.replace(tzinfo=now.tzinfo))
+        count = s.scalar(select(func.count()).select_from(BounceEvent).where(
+            BounceEvent.address == event.address, BounceEvent.category.in_([c.value for c in SOFT]),
+            BounceEvent.final.is_(True), BounceEvent.delivery_id.is_not(None),
+            BounceEvent.created_at >= since)) or 0
+        if count >= settings.bounces.soft_limit:
+            reason = (f"{count} soft bounces within {settings.bounces.soft_days:g} days "
+                      f"(last: {event.reason})")
+            return "suppressed" if _suppress(s, event, "soft-limit", reason) else "bounced"
+    return "bounced"
+
+
+def _last_success(s: Session, address: str) -> datetime | None:
+    when: Any = s.scalar(select(func.max(Delivery.sent_at)).where(
+        Delivery.address == address, Delivery.status == "sent"))
+    if when is not None and when.tzinfo is None:   # SQLite returns naive UTC
+        from datetime import timezone
+        when = when.replace(tzinfo=timezone.utc)
+    return when  # type: ignore[no-any-return]
+
+
+def _suppress(s: Session, event: BounceEvent, source: str, reason: str) -> bool:
+    """Suppress the event's address with its cause; False when it already was."""
+    if s.scalar(select(Suppression.id).where(Suppression.address == event.address)):
+        return False
+    s.add(Suppression(address=event.address, reason=reason, source=source,
+                      category=event.category, delivery_id=event.delivery_id,
+                      bounce_id=event.id, created_at=event.created_at))
+    s.flush()
+    log.info("suppressed %s: %s (delivery %s, bounce %s)", event.address, reason,
+             event.delivery_id, event.id)
+    return True
+
+
+def campaign_rates(db: Database, campaign_id: int) -> tuple[int, int, int]:
+    """(messages that reached an outcome at the relay: sent or bounced, hard bounces,
+    complaints) of a campaign."""
+    with db.engine.connect() as conn:
+        sent = conn.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.in_(("sent", "bounced")))) or 0
+        rows = conn.execute(select(BounceEvent.category, func.count(func.distinct(BounceEvent.address)))
+                            .where(BounceEvent.campaign_id == campaign_id,
+                                   BounceEvent.category.in_(("hard", "complaint")),
+                                   BounceEvent.final.is_(True))
+                            .group_by(BounceEvent.category)).all()
+    by = {c: n for c, n in rows}
+    return int(sent), int(by.get("hard", 0)), int(by.get("complaint", 0))
+
+
+def guard(db: Database, settings: Settings, campaign_id: int) -> str | None:
+    """The reputation guard: pause a sending campaign whose hard-bounce or complaint rate
+    passed its threshold after the minimum sample. Returns the reason when it paused."""
+    cfg = settings.bounces
+    sent, hard, complaints = campaign_rates(db, campaign_id)
+    sample = max(sent, hard)
+    if sample < cfg.guard_min_sample:
+        return None
+    reason = None
+    if hard / sample > cfg.guard_max_hard:
+        reason = (f"reputation guard: hard-bounce rate {hard / sample:.1%} ({hard} of {sample})"
+                  f" is above {cfg.guard_max_hard:.1%}")
+    elif complaints / sample > cfg.guard_max_complaint:
+        reason = (f"reputation guard: complaint rate {complaints / sample:.2%} ({complaints} "
+                  f"of {sample}) is above {cfg.guard_max_complaint:.2%}")
+    if reason is None:
+        return None
+    with db.session() as s:
+        paused = s.execute(update(Campaign).where(
+            Campaign.id == campaign_id, Campaign.status.in_(("sending", "waiting")))
+            .values(status="paused", status_reason=reason).returning(Campaign.id)).first()
+    if paused:
+        log.warning("campaign %s paused: %s", campaign_id, reason)
+        return reason
+    return None
+
+
+def poll_mailbox(db: Database, settings: Settings) -> Any:
+    """One poll of the [bounces.imap] mailbox: each new message applied, then marked."""
+    from campaigns.bounces.imap import poll_once
+
+    def handle(raw: bytes) -> None:
+        process_message(db, settings, raw, source="imap",
+                        envelope_to=_envelope_recipients(raw))
+    return poll_once(settings.bounces.imap, handle)
+
+
+def _envelope_recipients(raw: bytes) -> list[str]:
+    """Where a message from a mailbox was delivered to (our VERP address), as the
+    delivering MTA recorded it: Delivered-To, X-Original-To, Envelope-To, then To."""
+    from email.parser import BytesHeaderParser
+    from email.utils import getaddresses
+    headers = BytesHeaderParser().parsebytes(raw)
+    found: list[str] = []
+    for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To"):
+        found += [addr for _, addr in getaddresses(headers.get_all(name, [])) if addr]
+    return found
