@@ -121,7 +121,7 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int,
     if relay_rate:  # a limit far above capacity: what the limiter itself costs
         from campaigns.ratestore import set_limit
         set_limit(ctx.db, redis.Redis.from_url(REDIS_URL), "relay:sink", relay_rate, 1000)
-    with WorkerGroup(workers, queue="campaigns.transactional,campaigns.retry,campaigns", env=env):
+    with WorkerGroup(workers, queue="campaigns.control,campaigns.transactional,campaigns.retry,campaigns", env=env):
         lifecycle.launch(ctx.db, ctx.settings, "warmup", enqueue)  # workers booted and warm
         wait_done(ctx.db, "warmup", 50, 60)
         started = time.perf_counter()

@@ -245,3 +245,4 @@ from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign 
 
 from campaigns import cli_bounces  # noqa: E402,F401  (registers the bounce commands)
 from campaigns import cli_rates  # noqa: E402,F401  (registers rates and plan)
+from campaigns import cli_schedules  # noqa: E402,F401  (registers schedules, beat)

@@ -50,9 +50,19 @@ def list_() -> None:
 
 @app.command("launch")
 @handled
-def launch(name: str) -> None:
-    """Preflight, expand the list into the ledger and queue one task per recipient."""
+def launch(name: str,
+           at: Optional[str] = typer.Option(None, "--at", help='Launch later: "2026-12-01 08:30"'),
+           timezone: Optional[str] = typer.Option(None, "--timezone",
+                                                  help="The zone of --at, e.g. Europe/Rome")) -> None:
+    """Preflight, expand the list into the ledger and queue one task per recipient; with
+    --at, schedule the launch (`campaigns beat` must run)."""
     c = ctx()
+    if at is not None:
+        from campaigns.scheduling import schedule_once
+        when = schedule_once(c.db, name, at, timezone)
+        out.print(f"campaign '{name}' scheduled for {when:%Y-%m-%d %H:%M} UTC"
+                  + (f" ({at} {timezone})" if timezone else ""), markup=False)
+        return
     report = lifecycle.launch(c.db, c.settings, name, enqueue_fn())
     for warning in report.warnings:
         err.print(f"warning: {warning}")

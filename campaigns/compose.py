@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from campaigns.errors import CampaignsError
 from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
 from campaigns.models import Campaign, Template
-from campaigns.rendering import CompiledTemplate, Rendered, build_context, compile_template
+from campaigns.rendering import (CompiledTemplate, Record, Rendered, build_context,
+                                 compile_template)
 from campaigns.settings import Settings
 from campaigns.tokens import make_return_path, make_token
 
@@ -37,6 +38,7 @@ class CampaignRuntime:
     from_domain: str
     priority: str = "bulk"
     window: Any = None          # campaigns.rates.windows.Window when the campaign has one
+    extra: dict[str, Any] | None = None   # template names beyond contact/campaign: `run`
 
 
 def compile_stored(template: Template) -> CompiledTemplate:
@@ -56,7 +58,8 @@ def load_runtime(session: Session, campaign_id: int) -> CampaignRuntime:
         builder=MessageBuilder(from_addr=campaign.from_addr, reply_to=campaign.reply_to),
         attachment_column=campaign.attachment_column,
         from_domain=addr.rpartition("@")[2] or "localhost", priority=campaign.priority,
-        window=_window(campaign))
+        window=_window(campaign),
+        extra={"run": Record("run", campaign.run_context)} if campaign.run_context else None)
 
 
 def _window(campaign: Campaign) -> Any:
@@ -119,7 +122,7 @@ def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, 
     sender = rt.builder.envelope_from
     url = unsubscribe_url(settings, delivery_id, sender)
     context = build_context(email=address, attributes=attributes, campaign_name=rt.name,
-                            unsubscribe_url=url)
+                            unsubscribe_url=url, extra=rt.extra)
     list_url = url if settings.unsubscribe_url and delivery_id is not None else None
     return rt.template.render(context), list_url
 

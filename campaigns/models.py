@@ -21,6 +21,7 @@ class CampaignStatus(str, enum.Enum):
     CANCELLED = "cancelled"
     FINISHED = "finished"
     WAITING = "waiting"      # sending, but outside its send window or past a daily cap
+    SCHEDULED = "scheduled"  # launches by itself at scheduled_at
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -135,6 +136,8 @@ class Campaign(Base):
     send_window: Mapped[str | None] = mapped_column(Text)     # "mon-fri 09:00-18:00"
     timezone: Mapped[str | None] = mapped_column(String(64))  # the window's zone
     resume_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when waiting
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # one-off launch
+    run_context: Mapped[dict[str, Any] | None] = mapped_column(JSON)   # `run` of a scheduled run
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -167,6 +170,42 @@ class Delivery(Base):
     bounce_reason: Mapped[str | None] = mapped_column(String(40))     # userunknown, mailboxfull, …
     relay: Mapped[str | None] = mapped_column(String(200))            # the relay that took it
     provider_message_id: Mapped[str | None] = mapped_column(String(300), index=True)
+
+
+class Schedule(Base):
+    """A recurring newsletter: each firing of `cron` (in `timezone`) creates a campaign run
+    from the template and list as they are then, and launches it."""
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    template: Mapped[str] = mapped_column(String(200))
+    list_name: Mapped[str] = mapped_column(String(200))
+    from_addr: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(20), default="bulk")
+    send_window: Mapped[str | None] = mapped_column(Text)
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    data_url: Mapped[str | None] = mapped_column(Text)      # JSON fetched at each run: run.data
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ScheduleRun(Base):
+    """One firing of a schedule. The unique (schedule, scheduled_for) is what makes a firing
+    happen once, whatever number of schedulers saw it due."""
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for", name="uq_run_firing"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))   # running, launched, skipped, failed
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RateLimit(Base):

@@ -128,6 +128,14 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class SchedulesConfig:
+    """TOML [schedules]: the scheduler (`campaigns beat`)."""
+    grace_s: float = 3600.0      # a run missed by less than this is sent late; older: skipped
+    tick_s: float = 2.0          # how often beat asks the workers to look for due runs
+    data_timeout_s: float = 20.0  # a schedule's data source must answer within this
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -141,6 +149,7 @@ class Settings:
     queue: str = "campaigns"
     rates: RatesConfig = field(default_factory=RatesConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    schedules: SchedulesConfig = field(default_factory=SchedulesConfig)
 
     @property
     def transactional_queue(self) -> str:
@@ -152,10 +161,15 @@ class Settings:
 
     @property
     def worker_queues(self) -> str:
-        """Workers read these in order (Redis `queue_order_strategy` priority): transactional
-        first, then re-queued bulk tasks (so a retry comes back on time instead of behind
+        """Workers read these in order (Redis `queue_order_strategy` priority): the
+        scheduler's ticks, transactional, then re-queued bulk tasks (so a retry comes back on time instead of behind
         the whole backlog), then bulk."""
-        return f"{self.transactional_queue},{self.retry_queue},{self.queue}"
+        return f"{self.control_queue},{self.transactional_queue},{self.retry_queue},{self.queue}"
+
+    @property
+    def control_queue(self) -> str:
+        """The scheduler's ticks: read before everything, never behind a backlog."""
+        return self.queue + ".control"
 
     def relay(self, name: str | None) -> RelayConfig:
         key = name or self.default_relay
@@ -321,6 +335,21 @@ def _bounces(raw: Any, where: str) -> BouncesConfig:
         imap_every_s=_clamp("imap_every_s", raw.get("imap_every_s", d.imap_every_s), float, 1, at))
 
 
+def _schedules(raw: Any, where: str) -> SchedulesConfig:
+    at = f"{where}: [schedules]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table")
+    unknown = sorted(set(raw) - {"grace_s", "tick_s", "data_timeout_s"})
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected grace_s, "
+                          f"tick_s, data_timeout_s")
+    d = SchedulesConfig()
+    return SchedulesConfig(
+        grace_s=_clamp("grace_s", raw.get("grace_s", d.grace_s), float, 0, at),
+        tick_s=_clamp("tick_s", raw.get("tick_s", d.tick_s), float, 0.1, at),
+        data_timeout_s=_clamp("data_timeout_s", raw.get("data_timeout_s", d.data_timeout_s), float, 0.1, at))
+
+
 def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
     if os.environ.get("CAMPAIGNS_SECRET_KEY"):
         return Secret(os.environ["CAMPAIGNS_SECRET_KEY"])
@@ -373,4 +402,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         queue=str(raw.get("queue", "campaigns")),
         rates=_rates(raw.get("rates", {}), relays_raw, where),
         bounces=_bounces(raw.get("bounces", {}), where),
+        schedules=_schedules(raw.get("schedules", {}), where),
     )

@@ -87,6 +87,8 @@ class Project:
     sending: dict[str, Any] = field(default_factory=dict)
     relay_extra: str = ""
     bounces: dict[str, Any] = field(default_factory=dict)   # the [bounces] table
+    extra_toml: str = ""                                     # appended to campaigns.toml
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every process started
     groups: list[WorkerGroup] = field(default_factory=list)
     clock_offset_s: float = 0.0   # the workers' injected clock (daily caps, warm-up days)
     _ctx: Context | None = None
@@ -106,6 +108,7 @@ class Project:
                 if isinstance(table, dict):
                     lines += ["", f"[bounces.{name}]"]
                     lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+        lines += ["", self.extra_toml]
         (self.root / "campaigns.toml").write_text("\n".join(lines) + "\n")
         self._ctx = None
 
@@ -117,6 +120,7 @@ class Project:
                    CAMPAIGNS_DATABASE_URL=self.database_url, CAMPAIGNS_REDIS_URL=self.redis_url)
         if self.clock_offset_s:
             env["CAMPAIGNS_CLOCK_OFFSET_S"] = str(self.clock_offset_s)
+        env.update(self.extra_env)
         return env
 
     @property
@@ -139,7 +143,7 @@ class Project:
 
     def workers(self, n: int = 2) -> WorkerGroup:
         log = open(self.root / f"workers-{len(self.groups)}.log", "ab")
-        group = WorkerGroup(n, queue="campaigns.transactional,campaigns.retry,campaigns", env=self.env, loglevel="INFO", log=log).start()
+        group = WorkerGroup(n, queue=self.ctx.settings.worker_queues, env=self.env, loglevel="INFO", log=log).start()
         self.groups.append(group)
         return group
 

@@ -35,6 +35,12 @@ app.conf.update(
     worker_prefetch_multiplier=16,
     worker_send_task_events=False,
     worker_hijack_root_logger=False,
+    # `campaigns beat`: ask a worker to launch due scheduled runs every few seconds; a tick
+    # that waited longer than a few intervals is dropped (the next one does its work)
+    beat_schedule={"campaigns-tick": {
+        "task": "campaigns.tick", "schedule": settings.schedules.tick_s,
+        "options": {"queue": settings.control_queue,
+                    "expires": max(10.0, 5 * settings.schedules.tick_s)}}},
 )
 
 _context: Context | None = None

@@ -27,7 +27,18 @@ def sender() -> Sender:
 
 
 def _clock() -> Callable[[], float]:
-    """The wall clock, shifted by CAMPAIGNS_CLOCK_OFFSET_S (tests of day boundaries)."""
+    """The wall clock, shifted by CAMPAIGNS_CLOCK_OFFSET_S (tests of day boundaries), or by
+    the number of seconds in the file CAMPAIGNS_CLOCK_FILE, re-read at each call (tests that
+    move time forward while the processes run: a simulated week of schedules)."""
+    path = os.environ.get("CAMPAIGNS_CLOCK_FILE")
+    if path:
+        def moving() -> float:
+            try:
+                with open(path) as fh:
+                    return time.time() + float(fh.read().strip() or 0)
+            except (OSError, ValueError):
+                return time.time()
+        return moving
     offset = float(os.environ.get("CAMPAIGNS_CLOCK_OFFSET_S", "0") or 0)
     return (lambda: time.time() + offset) if offset else time.time
 
@@ -51,3 +62,35 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
                                   countdown=outcome.retry_in_s,
                                   queue=queue_for(outcome.priority, retry=True))
     return outcome.status
+
+
+_tick_clock: Callable[[], float] | None = None
+
+
+@app.task(name="campaigns.tick", ignore_result=True)
+def scheduler_tick() -> str:
+    """Launch due scheduled and recurring runs (beat sends this every `tick_s`). The lock
+    only saves duplicate work; exactly-once comes from the database (campaigns.scheduling)."""
+    import uuid
+    from datetime import datetime, timezone
+
+    import redis
+
+    from campaigns import scheduling
+    from campaigns.context import redis_url
+    from workers.dispatch import enqueue
+    global _tick_clock
+    if _tick_clock is None:
+        _tick_clock = _clock()
+    ctx = context()
+    client = redis.Redis.from_url(redis_url(ctx.settings))
+    token = uuid.uuid4().hex
+    if not client.set("campaigns:scheduler", token, nx=True, px=60_000):
+        return "busy"
+    try:
+        now = datetime.fromtimestamp(_tick_clock(), timezone.utc)
+        report = scheduling.tick(ctx.db, ctx.settings, enqueue, now=now)
+    finally:
+        if client.get("campaigns:scheduler") == token.encode():
+            client.delete("campaigns:scheduler")
+    return f"launched {len(report.launched)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
