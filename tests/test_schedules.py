@@ -288,3 +288,24 @@ def test_a_simulated_week_with_two_beats_one_run_per_firing_across_dst(
     # each recipient got exactly one copy per run: 7 runs × 3 recipients
     assert len(project.sink.received) == 21
     assert max(project.sink.counts().values()) == 7
+
+
+def test_each_run_takes_the_list_and_suppressions_as_they_are_at_run_time(project: Any) -> None:
+    from campaigns import suppressions
+    from campaigns.audience import import_contacts
+    from tests.helpers import write_csv
+    project.sending["preflight_sample"] = 1
+    project.write_config()
+    _schedule(project, "lista", "0 9 * * *", rome("2027-01-03 12:00").astimezone(UTC))
+    db, settings = project.ctx.db, project.ctx.settings
+    # after the schedule was made: one recipient joins the list, one is suppressed
+    import_contacts(db, write_csv(project.root / "late.csv", [("late@example.test", "L", "C")]),
+                    "lista-src-list")
+    suppressions.add(db, "lista1@example.test", "unsubscribed")
+    scheduling.tick(db, settings, Recorder(), now=rome("2027-01-04 09:00:01").astimezone(UTC))
+    from tests.helpers import ledger
+    got = ledger(project, "lista-2027-01-04")
+    assert sorted(got) == ["late@example.test", "lista0@example.test", "lista1@example.test",
+                           "lista2@example.test"]
+    assert got["lista1@example.test"][0] == "suppressed"
+    assert got["late@example.test"][0] == "queued"
