@@ -200,21 +200,63 @@ def templates_preview(name: str, contact: str = typer.Option(..., "--contact"),
 @relays_app.command("list")
 @handled
 def relays_list() -> None:
-    """Configured relays, never their secrets."""
-    settings = ctx().settings
+    """Relay kinds that can be used (built in and entry points) and the configured relays,
+    never their secrets."""
+    from campaigns.relays import available_kinds
+    from campaigns.settings import load_settings
+    settings = load_settings()   # no database needed to list relays
+    out.print("kinds:", markup=False)
+    for kind, source, note in available_kinds():
+        out.print(f"  {kind:<10} {source:<12} {note}", markup=False)
+    out.print("relays:", markup=False)
+    states = _breaker_states(settings)
     for name, relay in settings.relays.items():
         mark = " (default)" if name == settings.default_relay else ""
-        out.print(json.dumps(relay.describe()) + mark, markup=False)
+        out.print("  " + json.dumps(relay.describe(), ensure_ascii=False) + mark, markup=False)
+        out.print(f"    breaker {states.get(name, 'unknown (Redis not reachable)')}", markup=False)
+    if not settings.relays:
+        out.print(f"  none configured ({settings.config_path or 'no campaigns.toml'})", markup=False)
+    if settings.pools:
+        out.print("pools:", markup=False)
+    for pool in settings.pools.values():
+        mark = " (default)" if pool.name == settings.default_relay else ""
+        members = ", ".join(f"{r}×{w:g}" if pool.strategy == "weighted" else r
+                            for r, w in zip(pool.relays, pool.weights))
+        routes = f"; From domains {', '.join(pool.from_domains)}" if pool.from_domains else ""
+        out.print(f"  {pool.name}: {pool.strategy} [{members}]{routes}{mark}", markup=False)
+
+
+def _breaker_states(settings: Any) -> dict[str, str]:
+    """Each relay's circuit breaker, as the fleet shares it in Redis ({} when unreachable)."""
+    try:
+        import redis
+
+        from campaigns.context import redis_url
+        from campaigns.pools import Breaker
+        client = redis.Redis.from_url(redis_url(settings), socket_timeout=2)
+        breaker = Breaker(client, settings.breaker)
+        return {name: breaker.state(name).describe() for name in settings.relays}
+    except Exception:  # noqa: BLE001 - listing relays must work without Redis
+        return {}
 
 
 @relays_app.command("check")
 @handled
 def relays_check(name: str) -> None:
-    """Connect, EHLO, STARTTLS, AUTH, QUIT: no mail is sent."""
+    """Check a relay without sending mail: SMTP connects, greets, STARTTLS, AUTH, QUIT; an API
+    relay makes one authenticated request; a file relay writes a probe file."""
     from campaigns.relays import build_relay
-    relay = build_relay(ctx().settings.relay(name))
-    for line in relay.check():
-        out.print(f"ok  {line}", markup=False)
+    from campaigns.settings import load_settings
+    config = load_settings().relay(name)
+    out.print(f"checking relay '{config.name}': "
+              f"{json.dumps(config.describe(), ensure_ascii=False)}", markup=False)
+    relay = build_relay(config)
+    try:
+        for line in relay.check():
+            out.print(f"ok  {line}", markup=False)
+    finally:
+        relay.close()
+    out.print(f"relay '{config.name}' is ready (no mail was sent)", markup=False)
 
 
 @redis_app.command("stop")
@@ -246,3 +288,4 @@ from campaigns import cli_campaigns  # noqa: E402,F401  (registers the campaign 
 from campaigns import cli_bounces  # noqa: E402,F401  (registers the bounce commands)
 from campaigns import cli_rates  # noqa: E402,F401  (registers rates and plan)
 from campaigns import cli_schedules  # noqa: E402,F401  (registers schedules, beat)
+from campaigns import cli_api  # noqa: E402,F401  (registers api)

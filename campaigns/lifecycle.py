@@ -60,10 +60,10 @@ def create_campaign(db: Database, settings: Settings, *, name: str, list_name: s
     if window:
         parse_window(window, tz)  # InputError naming the expected form
 
-    parse_address(from_addr, field="--from")
     if reply_to:
         parse_address(reply_to, field="--reply-to")
-    relay_name = settings.relay(relay).name
+    _, sender = parse_address(from_addr, field="--from")
+    relay_name = settings.target(relay, sender.rpartition("@")[2])
     if not name.strip() or any(c in name for c in "\r\n"):
         raise InputError("a campaign name must be a non-empty single line", field="NAME")
     with db.session() as s:

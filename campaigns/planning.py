@@ -28,7 +28,8 @@ def estimate(pacer: Any, name: str) -> list[str]:
                            .outerjoin(Suppression, Suppression.address == Contact.email)
                            .where(ListMember.list_id == campaign.list_id,
                                   Suppression.id.is_(None))).all()
-    relay = pacer.settings.relay(campaign.relay).name
+    from campaigns.pools import first_relay
+    relay = first_relay(pacer.settings, campaign.relay)
     total = len(emails)
     groups = Counter(pacer.group_of(e) or "other" for e in emails)
     lines = [f"campaign '{name}': {total} recipients (suppressed excluded) via relay '{relay}'",

@@ -111,7 +111,6 @@ def add_schedule(db: Database, settings: Settings, spec: ScheduleSpec,
     from campaigns.rates.windows import parse_window
     now = now or utcnow()
     cron, tz = parse_cron(spec.cron), zone(spec.timezone)
-    parse_address(spec.from_addr, field="--from")
     if spec.reply_to:
         parse_address(spec.reply_to, field="--reply-to")
     if spec.window:
@@ -122,7 +121,8 @@ def add_schedule(db: Database, settings: Settings, spec: ScheduleSpec,
     if spec.data_url and not spec.data_url.startswith(("http://", "https://", "file://")):
         raise InputError(f"{spec.data_url!r}: expected an http://, https:// or file:// URL",
                          field="--data-url")
-    relay = settings.relay(spec.relay).name
+    _, sender = parse_address(spec.from_addr, field="--from")
+    relay = settings.target(spec.relay, sender.rpartition("@")[2])
     with db.session() as s:
         get_list(s, spec.list_name)
         lifecycle.get_template(s, spec.template)

@@ -20,6 +20,7 @@ from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInD
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.models import PENDING, Campaign, Contact, Delivery, utcnow
 from campaigns.pacing import Pacer, is_throttle
+from campaigns.pools import Breaker, order
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings
 
@@ -41,6 +42,22 @@ class Outcome:
 
 
 SKIPPED = Outcome("skipped")
+
+
+@dataclass(slots=True)
+class _Route:
+    relay: str            # the relay that takes the message (its token is taken)
+    spare: list[str]      # a pool's other relays, in order, to fail over to
+    pool: bool
+
+
+def _relay_fault(err: RelayError) -> bool:
+    """A failure of the relay, not of this message: no connection (no reply at all) or a
+    reply saying our relay refuses us. In a pool these go to the next relay."""
+    if err.code is None:
+        return True
+    verdict = classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
+    return verdict.category == BounceCategory.RELAY
 #: categories of a 5xx reply that are still retried within the attempt budget
 RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
 
@@ -89,8 +106,9 @@ def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None)
 
 
 class Sender:
-    def __init__(self, settings: Settings, db: Database, pacer: Pacer | None = None) -> None:
-        self.settings, self.db, self.pacer = settings, db, pacer
+    def __init__(self, settings: Settings, db: Database, pacer: Pacer | None = None,
+                 breaker: Breaker | None = None) -> None:
+        self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
         self._async_commit = db.dialect == "postgresql"
@@ -125,12 +143,14 @@ class Sender:
             contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
         return row, contact
 
-    def _precheck(self, delivery_id: int, hops: int) -> Outcome | None:
+    def _precheck(self, delivery_id: int, hops: int) -> Outcome | _Route:
         """Before the claim, a read and the limiter: is the row pending, its campaign
-        sending and inside its window, and is there a token of every limit the message is
-        under? A message without a token costs a read and one Redis call, no ledger write:
-        it books its slot and is re-queued, or waits parked for its receiver group's or
-        campaign's limit (campaigns.parking), or its campaign waits for a long wait."""
+        sending and inside its window, which relay takes it (a pool's first relay with its
+        breaker closed and room under its daily cap), and is there a token of every limit
+        the message is under? A message without a token costs a read and one Redis call,
+        no ledger write: it books its slot and is re-queued, or waits parked for its
+        receiver group's or campaign's limit (campaigns.parking), or its campaign waits for
+        a long wait."""
         with self.db.engine.connect() as conn:
             row = conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
                                        utcnow() + timedelta(seconds=CLOCK_SKEW_S)}).first()
@@ -139,12 +159,25 @@ class Sender:
         rt = self._runtime(row.campaign_id)
         if rt.window is not None and not rt.window.contains(utcnow()):
             return SKIPPED  # the upkeep parks the campaign and republishes at the opening
-        if self.pacer is None:
-            return None
-        relay = self.settings.relay(rt.relay).name
-        decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops)
-        if decision.allowed:
-            return None
+        pool = self.settings.pool(rt.relay) is not None
+        names = order(self.settings.pools[str(rt.relay or self.settings.default_relay)]) \
+            if pool else [self.settings.relay(rt.relay).name]
+        decision = None
+        for i, relay in enumerate(names):
+            if pool and self.breaker is not None and not self.breaker.allow(relay):
+                continue
+            if self.pacer is None:
+                return _Route(relay, names[i + 1:], pool)
+            decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops)
+            if decision.allowed:
+                return _Route(relay, names[i + 1:], pool)
+            if pool and decision.binding == f"relay:{relay}:daily":
+                continue    # this relay is at its daily cap: spill to the next one
+            break
+        if decision is None:   # every relay of the pool has its breaker open
+            return Outcome("throttled", priority=rt.priority, hops=hops + 1, retry_in_s=(
+                self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)))
+        assert self.pacer is not None
         if decision.wait_s >= self.settings.rates.long_wait_s:
             self._campaign_waits(rt, decision.wait_s, f"waiting: {decision.binding} reached")
             return Outcome("waiting")
@@ -167,9 +200,9 @@ class Sender:
     def deliver(self, delivery_id: int, hops: int = 0) -> Outcome:
         """Send one ledger row if it can be claimed. Never raises for a recipient's or
         relay's failure: the answer is written to the row and returned."""
-        early = self._precheck(delivery_id, hops)
-        if early is not None:
-            return early
+        route = self._precheck(delivery_id, hops)
+        if isinstance(route, Outcome):
+            return route
         claimed = self._claim(delivery_id)
         if claimed is None:
             return SKIPPED
@@ -187,25 +220,57 @@ class Sender:
                                   recipient=row.address,
                                   data=data, message_id=message_id,
                                   smtputf8=not row.address.isascii())
-        return self._send(rt, delivery_id, row.attempts, message)
+        return self._send(rt, delivery_id, row.attempts, message, route)
 
     def _send(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
-              message: OutgoingMessage) -> Outcome:
-        try:
-            result = self.relay(rt.relay).send(message)
-        except RelayConfigError as err:
-            return self._relay_refused(rt, delivery_id, err)
-        except (RelayTemporaryError, RelayPermanentError) as err:
-            return self._failed(rt, delivery_id, attempts, message, err)
-        except RelayInDoubt as err:
-            return self._record(delivery_id, "in_doubt", err)
-        return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
-                            text=result.text, message_id=message.message_id,
-                            relay=self.settings.relay(rt.relay).name,
-                            provider_id=result.provider_id)
+              message: OutgoingMessage, route: _Route) -> Outcome:
+        relay: str | None = route.relay
+        while True:
+            assert relay is not None
+            try:
+                result = self.relay(relay).send(message)
+            except RelayConfigError as err:
+                if route.pool:
+                    relay = self._failover(rt, route, relay, message)
+                    if relay is not None:
+                        continue
+                return self._relay_refused(rt, delivery_id, err)
+            except (RelayTemporaryError, RelayPermanentError) as err:
+                if route.pool and _relay_fault(err):
+                    nxt = self._failover(rt, route, relay, message)
+                    if nxt is not None:
+                        relay = nxt
+                        continue
+                return self._failed(rt, delivery_id, attempts, message, err, relay)
+            except RelayInDoubt as err:
+                return self._record(delivery_id, "in_doubt", err, relay=relay)
+            if route.pool and self.breaker is not None:
+                self.breaker.success(relay)
+            return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
+                                text=result.text, message_id=message.message_id, relay=relay,
+                                provider_id=result.provider_id)
+
+    def _failover(self, rt: CampaignRuntime, route: _Route, failed: str,
+                  message: OutgoingMessage) -> str | None:
+        """`failed` could not be reached or refused us: count it against its breaker and
+        take the pool's next relay that is allowed and has a token; None when none has.
+        The message was not handed over, so sending it through another relay is safe."""
+        if self.breaker is not None:
+            self.breaker.failure(failed)
+        log.warning("campaign %s: relay %s failed; trying the pool's next relay", rt.name, failed)
+        while route.spare:
+            nxt = route.spare.pop(0)
+            if self.breaker is not None and not self.breaker.allow(nxt):
+                continue
+            if self.pacer is not None and not self.pacer.acquire(
+                    nxt, rt.name, rt.priority, message.recipient).allowed:
+                continue
+            return nxt
+        return None
 
     def _failed(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
-                message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError) -> Outcome:
+                message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError,
+                relay: str) -> Outcome:
         """The relay said no: what the classifier calls the reply decides (campaigns.intake).
         Throttle: slow that receiver, retry, never a bounce or an attempt. Relay: pause the
         campaign, keep the message. Hard and complaint: bounced and suppressed. Permanent
@@ -221,8 +286,7 @@ class Sender:
         if self.pacer is not None and temporary is not None and (
                 verdict.category == BounceCategory.THROTTLE or is_throttle(temporary)):
             # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
-            hint = self.pacer.throttled(self.settings.relay(rt.relay).name,
-                                        message.recipient, temporary)
+            hint = self.pacer.throttled(relay, message.recipient, temporary)
             return self._record(delivery_id, "deferred", err, retry_in_s=backoff_s(
                 self.settings.sending, 1, hint), refund=True, priority=rt.priority,
                 verdict=verdict)

@@ -43,6 +43,10 @@ class Secret:
 
 @dataclass(frozen=True)
 class RelayConfig:
+    """One [relays.NAME] table. Which keys a kind reads: smtp (host … helo_name, preset),
+    file (path), ses (region, access_key_id, secret_access_key, endpoint_url,
+    configuration_set), sendgrid/mailgun/postmark (api_key, base_url; mailgun: domain,
+    region; postmark: message_stream). Secrets are `Secret`s: never shown by repr."""
     name: str
     kind: str = "smtp"
     host: str = "localhost"
@@ -55,14 +59,40 @@ class RelayConfig:
     ca_file: str | None = None
     helo_name: str | None = None
     path: str | None = None          # file relay: folder for .eml files
-    options: dict[str, Any] = field(default_factory=dict)
+    # unknown keys, for plugins and SMTP tuning; kept out of repr: a plugin's token may be here
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+    preset: str | None = None        # smtp: a provider's host/port/security (campaigns.relays.presets)
+    api_key: Secret | None = None    # sendgrid, mailgun, postmark
+    base_url: str | None = None      # sendgrid, mailgun, postmark; None: the provider's own
+    domain: str | None = None        # mailgun: the sending domain, e.g. mg.example.com
+    region: str | None = None        # ses: AWS region (eu-west-1); mailgun: us | eu
+    message_stream: str | None = None    # postmark; None: "outbound"
+    access_key_id: Secret | None = None  # ses; None: boto3's default chain (env, profile, role)
+    secret_access_key: Secret | None = None
+    endpoint_url: str | None = None  # ses: another endpoint (a VPC endpoint, moto in tests)
+    configuration_set: str | None = None  # ses
 
     def describe(self) -> dict[str, Any]:
-        """What may be shown to a person: everything but the secret."""
+        """What may be shown to a person: everything but the secrets."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == "smtp":
             out.update(host=self.host, port=self.port, security=self.security,
                        username=self.username, password="***" if self.password else None)
+            if self.preset:
+                out["preset"] = self.preset
+        elif self.kind == "ses":
+            out.update(region=self.region, credentials="access key ***" if self.access_key_id
+                       else "AWS default chain (environment, profile, instance role)")
+            out.update({k: v for k, v in (("endpoint_url", self.endpoint_url),
+                                          ("configuration_set", self.configuration_set)) if v})
+        elif self.kind in ("sendgrid", "mailgun", "postmark"):
+            from campaigns.relays.presets import api_base_url
+            out.update(base_url=self.base_url or api_base_url(self.kind, self.region),
+                       api_key="***" if self.api_key else None)
+            if self.kind == "mailgun":
+                out.update(domain=self.domain, region=self.region or "us")
+            if self.kind == "postmark":
+                out["message_stream"] = self.message_stream or "outbound"
         if self.path:
             out["path"] = self.path
         return out
@@ -128,6 +158,26 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class PoolConfig:
+    """TOML [pools.NAME]: several relays behind one name. `failover` tries them in order;
+    `weighted` spreads messages by `weights`. A campaign whose From domain is in
+    `from_domains` and that names no relay uses this pool."""
+    name: str
+    strategy: str = "failover"
+    relays: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    from_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """TOML [breaker]: a relay is skipped for `cooldown_s` after `failures` consecutive
+    connection or relay errors, then probed by one message."""
+    failures: int = 5
+    cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class SchedulesConfig:
     """TOML [schedules]: the scheduler (`campaigns beat`)."""
     grace_s: float = 3600.0      # a run missed by less than this is sent late; older: skipped
@@ -150,6 +200,25 @@ class Settings:
     rates: RatesConfig = field(default_factory=RatesConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
     schedules: SchedulesConfig = field(default_factory=SchedulesConfig)
+    pools: dict[str, PoolConfig] = field(default_factory=dict)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+    def pool(self, name: str | None) -> PoolConfig | None:
+        """The pool called `name` (or the default target's), None when it is a relay."""
+        return self.pools.get(name or self.default_relay or "")
+
+    def target(self, name: str | None, from_domain: str | None = None) -> str:
+        """What a campaign sends through: the relay or pool it names, else the pool that
+        routes its From domain, else the default relay (or pool). ConfigError if unknown."""
+        if name and name in self.pools:
+            return name
+        if name is None and from_domain:
+            for pool in self.pools.values():
+                if from_domain.lower() in pool.from_domains:
+                    return pool.name
+        if name is None and self.default_relay in self.pools:
+            return str(self.default_relay)
+        return self.relay(name).name
 
     @property
     def transactional_queue(self) -> str:
@@ -194,33 +263,69 @@ def _clamp(name: str, value: Any, kind: type, low: float, where: str) -> Any:
 
 
 def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
+    """One [relays.NAME] table. A `preset` (kind smtp) fills host, port, security and a fixed
+    username; keys in the table win. Each secret is given as KEY or KEY_env (the name of an
+    environment variable). The kind is resolved here, at start-up: an unknown kind, a missing
+    optional dependency or a missing key of a built-in kind is a ConfigError now, not at the
+    first message."""
     at = f"{where}: [relays.{name}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{at} must be a table")
-    known = {"kind", "host", "port", "security", "username", "password", "password_env",
-             "timeout_s", "tls_verify", "ca_file", "helo_name", "path", "warmup"}
+    secrets = ("password", "api_key", "access_key_id", "secret_access_key")
+    texts = ("preset", "base_url", "domain", "region", "message_stream", "endpoint_url",
+             "configuration_set")
+    known = {"kind", "host", "port", "security", "username", "timeout_s", "tls_verify",
+             "ca_file", "helo_name", "path", "warmup", *texts, *secrets,
+             *(f"{key}_env" for key in secrets)}
+
+    def secret(key: str) -> Secret | None:
+        if f"{key}_env" in raw:
+            env_name = str(raw[f"{key}_env"])
+            if env_name not in os.environ:
+                raise ConfigError(f"{at}: {key}_env names {env_name}, which is not set")
+            return Secret(os.environ[env_name])
+        return Secret(str(raw[key])) if key in raw else None
+
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{at}: {key} must be a non-empty string, got {value!r}")
+        return value.strip() if value else None
+
     kind = str(raw.get("kind", "smtp"))
-    security = str(raw.get("security", "none")).lower()
+    preset_name = text("preset")
+    if preset_name and kind != "smtp":
+        raise ConfigError(f"{at}: preset is for kind 'smtp' (this relay is kind '{kind}')")
+    from campaigns.relays.presets import require_login, smtp_preset
+    preset = smtp_preset(preset_name, at) if preset_name else None
+    security = str(raw.get("security", preset.security if preset else "none")).lower()
     if security not in SECURITY_MODES:
         raise ConfigError(f"{at}: security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
-    password: Secret | None = None
-    if "password_env" in raw:
-        env_name = str(raw["password_env"])
-        if env_name not in os.environ:
-            raise ConfigError(f"{at}: password_env names {env_name}, which is not set")
-        password = Secret(os.environ[env_name])
-    elif "password" in raw:
-        password = Secret(str(raw["password"]))
     default_port = {"none": 25, "starttls": 587, "tls": 465}[security]
-    return RelayConfig(
-        name=name, kind=kind, host=str(raw.get("host", "localhost")),
+    if preset and "security" not in raw:
+        default_port = preset.port
+    config = RelayConfig(
+        name=name, kind=kind, host=str(raw.get("host", preset.host if preset else "localhost")),
         port=_clamp("port", raw.get("port", default_port), int, 1, at),
-        security=security, username=raw.get("username"), password=password,
+        security=security, username=raw.get("username", preset.username if preset else None),
+        password=secret("password"),
         timeout_s=_clamp("timeout_s", raw.get("timeout_s", 30), float, 0.1, at),
         tls_verify=bool(raw.get("tls_verify", True)), ca_file=raw.get("ca_file"),
         helo_name=raw.get("helo_name"), path=raw.get("path"),
         options={k: v for k, v in raw.items() if k not in known},
+        preset=preset_name, api_key=secret("api_key"), base_url=text("base_url"),
+        domain=text("domain"), region=text("region"), message_stream=text("message_stream"),
+        access_key_id=secret("access_key_id"), secret_access_key=secret("secret_access_key"),
+        endpoint_url=text("endpoint_url"), configuration_set=text("configuration_set"),
     )
+    if preset and preset_name:
+        require_login(preset_name, preset, config.username, bool(config.password), at)
+    from campaigns.relays import validate_config
+    try:
+        validate_config(config)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return config
 
 
 def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
@@ -335,6 +440,54 @@ def _bounces(raw: Any, where: str) -> BouncesConfig:
         imap_every_s=_clamp("imap_every_s", raw.get("imap_every_s", d.imap_every_s), float, 1, at))
 
 
+def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, PoolConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'pools' must be a table of [pools.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        at = f"{where}: [pools.{name}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{at} must be a table")
+        unknown = sorted(set(table) - {"strategy", "relays", "weights", "from_domains"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected strategy, "
+                              f"relays, weights, from_domains")
+        if name in relays:
+            raise ConfigError(f"{at}: '{name}' is also a relay name; pick another pool name")
+        strategy = str(table.get("strategy", "failover"))
+        if strategy not in ("failover", "weighted"):
+            raise ConfigError(f"{at}: strategy must be failover or weighted, got {strategy!r}")
+        members = table.get("relays")
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{at}: relays must be a non-empty list of relay names")
+        missing = [m for m in members if m not in relays]
+        if missing:
+            raise ConfigError(f"{at}: relays {', '.join(missing)} are not configured "
+                              f"(configured: {', '.join(sorted(relays)) or 'none'})")
+        weights = table.get("weights", [1] * len(members))
+        if (not isinstance(weights, list) or len(weights) != len(members)
+                or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
+            raise ConfigError(f"{at}: weights must be a list of {len(members)} positive numbers,"
+                              f" one per relay")
+        domains = table.get("from_domains", [])
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise ConfigError(f"{at}: from_domains must be a list of domain names")
+        out[name] = PoolConfig(name=name, strategy=strategy, relays=tuple(members),
+                               weights=tuple(float(w) for w in weights),
+                               from_domains=tuple(d.lower() for d in domains))
+    return out
+
+
+def _breaker(raw: Any, where: str) -> BreakerConfig:
+    at = f"{where}: [breaker]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table")
+    d = BreakerConfig()
+    return BreakerConfig(
+        failures=_clamp("failures", raw.get("failures", d.failures), int, 1, at),
+        cooldown_s=_clamp("cooldown_s", raw.get("cooldown_s", d.cooldown_s), float, 0.1, at))
+
+
 def _schedules(raw: Any, where: str) -> SchedulesConfig:
     at = f"{where}: [schedules]"
     if not isinstance(raw, dict):
@@ -388,9 +541,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not isinstance(relays_raw, dict):
         raise ConfigError(f"{where}: 'relays' must be a table of [relays.NAME] tables")
     relays = {name: _relay(name, r, where) for name, r in relays_raw.items()}
+    pools = _pools(raw.get("pools", {}), relays, where)
     default_relay = raw.get("default_relay") or (next(iter(relays)) if len(relays) == 1 else None)
-    if default_relay and default_relay not in relays:
-        raise ConfigError(f"{where}: default_relay '{default_relay}' is not one of [relays.*]")
+    if default_relay and default_relay not in relays and default_relay not in pools:
+        raise ConfigError(f"{where}: default_relay '{default_relay}' is not one of [relays.*] "
+                          f"or [pools.*]")
     database_url = env.get("CAMPAIGNS_DATABASE_URL") or f"sqlite:///{data_dir / 'campaigns.db'}"
     return Settings(
         data_dir=data_dir, database_url=database_url,
@@ -403,4 +558,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rates=_rates(raw.get("rates", {}), relays_raw, where),
         bounces=_bounces(raw.get("bounces", {}), where),
         schedules=_schedules(raw.get("schedules", {}), where),
+        pools=pools, breaker=_breaker(raw.get("breaker", {}), where),
     )

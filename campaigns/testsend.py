@@ -37,7 +37,8 @@ def send_test_copies(db: Database, settings: Settings, name: str, to: Sequence[s
             if row is None:
                 raise NotFound(f"campaign '{name}' has an empty list; give --contact")
             email, attributes, source_dir = row[0], dict(row[1] or {}), row[2]
-    relay = build_relay(settings.relay(rt.relay))
+    from campaigns.pools import first_relay
+    relay = build_relay(settings.relay(first_relay(settings, rt.relay)))
     lines = []
     try:
         for target in targets:

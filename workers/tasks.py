@@ -22,7 +22,9 @@ def sender() -> Sender:
         from campaigns.pacing import Pacer
         ctx = context()
         client = redis.Redis.from_url(redis_url(ctx.settings))
-        _sender = Sender(ctx.settings, ctx.db, Pacer(ctx.settings, ctx.db, client, clock=_clock()))
+        from campaigns.pools import Breaker
+        _sender = Sender(ctx.settings, ctx.db, Pacer(ctx.settings, ctx.db, client, clock=_clock()),
+                         Breaker(client, ctx.settings.breaker))
     return _sender
 
 

@@ -1,4 +1,4 @@
-"""The relay contract every backend implements (SMTP, file; later SES, HTTP providers).
+"""The relay contract every backend implements (SMTP, file, console, SES, SendGrid, Mailgun, Postmark).
 
 A relay object belongs to one worker process and is reused for every message that process
 sends (one persistent connection per process for SMTP). It imports neither Celery nor

@@ -1,0 +1,52 @@
+"""`campaigns api`: the webhook endpoint (campaigns.api) served by uvicorn."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import typer
+
+from campaigns.cli import app, ctx, handled, out
+
+
+@app.command("api")
+@handled
+def api_serve(listen: Optional[str] = typer.Option(
+        None, "--listen", help="HOST:PORT (default [webhooks] listen, 127.0.0.1:8025)")) -> None:
+    """Receive provider webhooks (SES via SNS, SendGrid, Mailgun, Postmark) and apply their
+    bounces, complaints and deliveries to the ledger, until SIGTERM or Ctrl-C. Put it
+    behind an https reverse proxy: providers post credentials and signed events."""
+    from campaigns.errors import ConfigError, InputError
+    try:
+        import cryptography  # noqa: F401 - SNS and SendGrid signatures
+        import starlette  # noqa: F401
+        import uvicorn
+    except ImportError as err:
+        raise ConfigError(f"`campaigns api` needs {err.name}: "
+                          "pip install 'campaigns[api]'") from None
+    from campaigns.api import create_app
+    from campaigns.webhooks import load_webhook_config
+
+    c = ctx()
+    config = load_webhook_config(c.settings)
+    address = listen or config.listen
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--listen must be HOST:PORT such as 127.0.0.1:8025 (got {address!r})",
+                         field="listen")
+    configured = [name for name, on in config.describe().items() if on is True]
+    out.print(f"webhooks on http://{host}:{port}/webhooks/… "
+              f"(configured: {', '.join(configured) or 'none'})", markup=False)
+    uvicorn.run(create_app(c.settings, config=config, db=c.db), host=host, port=int(port),
+                log_config=_log_config(), log_level="info", access_log=False,
+                server_header=False)
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's own logging, plus our loggers (one line per webhook outcome) on the same
+    handler. The access log stays off: our line says more, and never the query string."""
+    from uvicorn.config import LOGGING_CONFIG
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["campaigns"] = {"handlers": ["default"], "level": "INFO",
+                                      "propagate": False}
+    return config

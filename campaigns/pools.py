@@ -1,0 +1,118 @@
+"""Relay pools and the circuit breaker: which relay a message goes through.
+
+A campaign sends through a relay or a pool (settings.PoolConfig). For each message the pool
+gives its relays in the order to try: `failover` in the listed order, `weighted` the first
+drawn by weight and the rest after it by weight. A relay whose breaker is open is left out;
+one at its daily cap is skipped by the send path (it spills to the next).
+
+The breaker is shared by the whole fleet through Redis: `failures` consecutive connection or
+relay errors open it for `cooldown_s`; then it is half-open and lets one message through as a
+probe (one per cooldown): success closes it, failure opens it again. A success anywhere
+resets the count.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import redis
+
+from campaigns.settings import BreakerConfig, PoolConfig, Settings
+
+_KEY = "campaigns:breaker:"
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    relay: str
+    state: str                 # closed, open, half-open
+    failures: int              # consecutive failures
+    open_until: float | None   # epoch seconds, while open
+
+    def describe(self) -> str:
+        if self.state == "closed":
+            return "closed" + (f" ({self.failures} recent failures)" if self.failures else "")
+        if self.state == "open":
+            until = time.strftime("%H:%M:%S", time.localtime(self.open_until or 0))
+            return f"open after {self.failures} consecutive failures; probe after {until}"
+        return f"half-open: the next message probes it ({self.failures} failures)"
+
+
+class Breaker:
+    def __init__(self, client: redis.Redis, config: BreakerConfig,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client, self.config, self.clock = client, config, clock
+
+    def state(self, relay: str) -> BreakerState:
+        fails, opened = self.client.mget(_KEY + relay + ":fails", _KEY + relay + ":opened")
+        failures = int(fails or 0)
+        if failures < self.config.failures:
+            return BreakerState(relay, "closed", failures, None)
+        until = float(opened or 0) + self.config.cooldown_s
+        if self.clock() < until:
+            return BreakerState(relay, "open", failures, until)
+        return BreakerState(relay, "half-open", failures, None)
+
+    def allow(self, relay: str) -> bool:
+        """May a message go through `relay` now? Half-open: only the one probe a cooldown."""
+        state = self.state(relay)
+        if state.state == "closed":
+            return True
+        if state.state == "open":
+            return False
+        return bool(self.client.set(_KEY + relay + ":probe", "1", nx=True,
+                                    px=int(self.config.cooldown_s * 1000)))
+
+    def success(self, relay: str) -> None:
+        if self.client.exists(_KEY + relay + ":fails"):
+            self.client.delete(_KEY + relay + ":fails", _KEY + relay + ":opened",
+                               _KEY + relay + ":probe")
+
+    def failure(self, relay: str) -> None:
+        pipe = self.client.pipeline()
+        pipe.incr(_KEY + relay + ":fails")
+        pipe.expire(_KEY + relay + ":fails", int(self.config.cooldown_s * 20) + 60)
+        fails = int(pipe.execute()[0])
+        if fails >= self.config.failures:   # (re)open: a failed probe starts a new cooldown
+            self.client.set(_KEY + relay + ":opened", str(self.clock()),
+                            ex=int(self.config.cooldown_s * 20) + 60)
+            self.client.delete(_KEY + relay + ":probe")
+
+
+def order(pool: PoolConfig, rng: random.Random | None = None) -> list[str]:
+    """The pool's relays in the order one message tries them."""
+    if pool.strategy == "failover":
+        return list(pool.relays)
+    rng = rng or random.Random()
+    left = list(zip(pool.relays, pool.weights))
+    out = []
+    while left:
+        pick = rng.choices(range(len(left)), weights=[w for _, w in left])[0]
+        out.append(left.pop(pick)[0])
+    return out
+
+
+def candidates(settings: Settings, breaker: Breaker | None, target: str | None) -> list[str]:
+    """The relays to try for one message of a campaign sending through `target`, best
+    first. A plain relay is always itself (its errors pause the campaign as before). A pool
+    leaves out relays whose breaker is open; when every one is open, the list is empty."""
+    pool = settings.pool(target)
+    if pool is None:
+        return [settings.relay(target).name]
+    names = order(pool)
+    if breaker is None:
+        return names
+    return [n for n in names if breaker.allow(n)]
+
+
+def first_relay(settings: Settings, target: str | None) -> str:
+    """The relay a message of `target` tries first when every breaker is closed (for test
+    sends and plans; weighted pools: the heaviest)."""
+    pool = settings.pool(target)
+    if pool is None:
+        return settings.relay(target).name
+    if pool.strategy == "weighted":
+        return max(zip(pool.weights, pool.relays))[1]
+    return pool.relays[0]
