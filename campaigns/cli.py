@@ -213,7 +213,7 @@ def relays_list() -> None:
     for name, relay in settings.relays.items():
         mark = " (default)" if name == settings.default_relay else ""
         out.print("  " + json.dumps(relay.describe(), ensure_ascii=False) + mark, markup=False)
-        out.print(f"    breaker {states.get(name, 'unknown (Redis not reachable)')}", markup=False)
+        out.print(f"    breaker {states.get(name, 'unknown (Redis not running)')}", markup=False)
     if not settings.relays:
         out.print(f"  none configured ({settings.config_path or 'no campaigns.toml'})", markup=False)
     if settings.pools:
@@ -231,9 +231,15 @@ def _breaker_states(settings: Any) -> dict[str, str]:
     try:
         import redis
 
-        from campaigns.context import redis_url
+        from campaigns import embedded_redis
         from campaigns.pools import Breaker
-        client = redis.Redis.from_url(redis_url(settings), socket_timeout=2)
+        if settings.redis_url:
+            client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+        elif embedded_redis.is_running(settings.data_dir):   # never start one just to list
+            client = redis.Redis(unix_socket_path=str(embedded_redis.socket_path(settings.data_dir)),
+                                 socket_timeout=2)
+        else:
+            return {}
         breaker = Breaker(client, settings.breaker)
         return {name: breaker.state(name).describe() for name in settings.relays}
     except Exception:  # noqa: BLE001 - listing relays must work without Redis

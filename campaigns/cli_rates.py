@@ -63,9 +63,8 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
             "rate": format_rate(configured) if configured else None,
             "rate_per_s": configured, "burst": config.burst if config else None,
             "effective_per_s": effective, "why_lower": why,
-            "daily_cap": cap, "daily_cap_reason": "warm-up" if (
-                target.removeprefix("relay:") in pacer.settings.rates.warmup
-                and target.startswith("relay:")) else None,
+            "daily_cap": cap,
+            "daily_cap_reason": "warm-up" if pacer.warmup_of(target) else None,
             "observed_per_s": round(pacer.limiter.observed_rate(target), 2),
             "parked": parked.get(target, 0)})
     return rows

@@ -109,15 +109,11 @@ def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
     """Start the scheduler: every `[schedules] tick_s` it asks a worker to launch due
     scheduled and recurring runs. Safe to run twice (each run is launched once)."""
     import os
-    import subprocess
     import sys
     c = ctx()
     cmd = [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", loglevel,
            "--scheduler", "celery.beat:Scheduler"]   # in memory: the schedules live in the DB
     out.print(f"beat: a tick every {c.settings.schedules.tick_s:g} s", markup=False)
-    proc = subprocess.Popen(cmd, env=dict(os.environ))
-    try:
-        raise typer.Exit(proc.wait())
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
+    sys.stdout.flush()
+    # become beat (no child left behind when a service manager sends SIGTERM)
+    os.execv(sys.executable, cmd)

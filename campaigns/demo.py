@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -81,6 +82,8 @@ def run_demo(*, count: int, workers: int,
         del os.environ[key]
     os.environ.update(env)  # the enqueue function's Celery app reads the same settings
     group = None
+    # a SIGTERM stops the demo like Ctrl-C: the finally below stops workers, sink and Redis
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         c = open_context(load_settings(env))
         out.print(f"embedded Redis at {embedded_redis.socket_path(base)}; SMTP sink on "
@@ -105,10 +108,15 @@ def run_demo(*, count: int, workers: int,
         out.print(f"the sink received {len(sink.received)} messages: {base / 'received'}")
         return 0 if snapshot["status"] == "finished" and k["sent"] == len(sink.received) else 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if group:
             group.stop()
         sink.stop()
         embedded_redis.stop(base)
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def sink_retried(sink: ScriptedSink) -> int:

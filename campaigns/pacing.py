@@ -122,10 +122,16 @@ class Pacer:
             self._effective[target] = self.adaptive.current(target, configured)
         return self._effective[target]
 
+    def warmup_of(self, target: str) -> Any:
+        """The relay's warm-up plan (settings.WarmupConfig) when `target` is a relay that has one."""
+        if not target.startswith("relay:") or target.endswith(":bulk"):
+            return None
+        return self.settings.rates.warmup.get(target.removeprefix("relay:"))
+
     def daily_cap(self, target: str, config: LimitConfig | None) -> int | None:
+        """Today's cap: the configured one, or the warm-up's of today when there is a plan."""
         cap = config.daily_cap if config else None
-        relay = target.removeprefix("relay:")
-        warmup = self.settings.rates.warmup.get(relay) if target.startswith("relay:") else None
+        warmup = self.warmup_of(target)
         if warmup:
             plan = WarmupPlan(start=warmup.start, factor=warmup.factor,
                               start_date=warmup.start_date, max_cap=cap)

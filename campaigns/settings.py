@@ -399,18 +399,24 @@ def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> Rates
         warmup=warmup)
 
 
+def check_table(raw: Any, at: str, keys: set[str]) -> dict[str, Any]:
+    """`raw` as a TOML table holding only `keys`, else ConfigError naming what is not."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at} must be a table")
+    unknown = sorted(set(raw) - keys)
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected some of "
+                          f"{', '.join(sorted(keys))}")
+    return raw
+
+
 _BOUNCES_KEYS = {"domain", "local_part", "soft_limit", "soft_days", "guard_min_sample",
                  "guard_max_hard", "guard_max_complaint", "listen", "imap", "imap_every_s"}
 
 
 def _bounces(raw: Any, where: str) -> BouncesConfig:
     at = f"{where}: [bounces]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{at} must be a table")
-    unknown = sorted(set(raw) - _BOUNCES_KEYS)
-    if unknown:
-        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected some of "
-                          f"{', '.join(sorted(_BOUNCES_KEYS))}")
+    raw = check_table(raw, at, _BOUNCES_KEYS)
     d = BouncesConfig()
     domain = raw.get("domain")
     if domain is not None and (not isinstance(domain, str) or "@" in domain or "." not in domain):
@@ -446,12 +452,7 @@ def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, Po
     out = {}
     for name, table in raw.items():
         at = f"{where}: [pools.{name}]"
-        if not isinstance(table, dict):
-            raise ConfigError(f"{at} must be a table")
-        unknown = sorted(set(table) - {"strategy", "relays", "weights", "from_domains"})
-        if unknown:
-            raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected strategy, "
-                              f"relays, weights, from_domains")
+        table = check_table(table, at, {"strategy", "relays", "weights", "from_domains"})
         if name in relays:
             raise ConfigError(f"{at}: '{name}' is also a relay name; pick another pool name")
         strategy = str(table.get("strategy", "failover"))
@@ -480,8 +481,7 @@ def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, Po
 
 def _breaker(raw: Any, where: str) -> BreakerConfig:
     at = f"{where}: [breaker]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{at} must be a table")
+    raw = check_table(raw, at, {"failures", "cooldown_s"})
     d = BreakerConfig()
     return BreakerConfig(
         failures=_clamp("failures", raw.get("failures", d.failures), int, 1, at),
@@ -490,12 +490,7 @@ def _breaker(raw: Any, where: str) -> BreakerConfig:
 
 def _schedules(raw: Any, where: str) -> SchedulesConfig:
     at = f"{where}: [schedules]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{at} must be a table")
-    unknown = sorted(set(raw) - {"grace_s", "tick_s", "data_timeout_s"})
-    if unknown:
-        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected grace_s, "
-                          f"tick_s, data_timeout_s")
+    raw = check_table(raw, at, {"grace_s", "tick_s", "data_timeout_s"})
     d = SchedulesConfig()
     return SchedulesConfig(
         grace_s=_clamp("grace_s", raw.get("grace_s", d.grace_s), float, 0, at),

@@ -151,6 +151,25 @@ def test_demo_runs_end_to_end_on_embedded_defaults(tmp_path: Path):
     assert not (tmp_path / "d" / "demo" / "redis.sock").exists(), "embedded Redis left running"
 
 
+def test_a_demo_stopped_by_sigterm_stops_its_workers_and_redis(tmp_path: Path):
+    import signal
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CAMPAIGNS_")}
+    env["CAMPAIGNS_DATA_DIR"] = str(tmp_path / "d")
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "demo", "--count", "20000"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:                 # bounded: the demo prints a handful of lines
+        seen.append(line)
+        if line.startswith("launched:"):
+            break
+    assert seen and seen[-1].startswith("launched:"), "".join(seen)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert not (tmp_path / "d" / "demo" / "redis.sock").exists(), "embedded Redis left running"
+
+
 def test_bounces_classify_prints_one_json_object_per_report(project):
     import json
     fixtures = sorted((Path(__file__).parent / "bounces").glob("postfix*.eml"))

@@ -92,3 +92,17 @@ def test_weighted_order_follows_the_weights() -> None:
     firsts = Counter(order(pool, rng)[0] for _ in range(4000))
     assert 0.70 < firsts["a"] / 4000 < 0.80
     assert order(PoolConfig(name="f", relays=("x", "y", "z")))[0] == "x"
+
+
+def test_a_relay_at_its_daily_cap_spills_to_the_next_one(project: Any) -> None:
+    with ScriptedSink() as backup:
+        _pool_config(project, backup, '[pools.both]\nrelays = ["sink", "backup"]\n')
+        project.cli("rates", "set", "relay:sink", "1000/s", "--daily", "20")
+        make_campaign(project, "capped", 60, relay="both")
+        project.workers(2)
+        project.cli("launch", "capped")
+        snap = project.wait_status("capped", timeout_s=60)
+        assert snap["status"] == "finished" and snap["counts"]["sent"] == 60, snap
+        assert len(project.sink.received) == 20          # the main relay up to its cap
+        assert len(backup.received) == 40                # the rest spilled, nothing twice
+        assert not set(project.sink.counts()) & set(backup.counts())

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from campaigns.errors import ConfigError
-from campaigns.settings import Secret, Settings
+from campaigns.settings import Secret, Settings, check_table
 
 DEFAULT_LISTEN = "127.0.0.1:8025"
 #: Hosts SNS serves its signing certificates and subscription URLs from (AWS regions, and
@@ -91,12 +91,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def parse_webhook_config(raw: Any, where: str, env: Mapping[str, str]) -> WebhookConfig:
     """Validate one `[webhooks]` table; errors name the file, the table and the field."""
     at = f"{where}: [webhooks]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{at} must be a table")
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; expected some of "
-                          f"{', '.join(sorted(_KEYS))}")
+    raw = check_table(raw, at, set(_KEYS))
     d = WebhookConfig()
     secrets = {name: _secret(raw, name, at, env) for name in _SECRETS}
     if secrets["sendgrid_verification_key"] is not None:
