@@ -244,7 +244,7 @@ def _enqueue_deferred(db: Database, campaign_id: int | None, enqueue: Enqueue,
 
 def cancel(db: Database, name: str) -> int:
     """Cancel the campaign; its unsent rows become `cancelled`. Returns how many."""
-    campaign = _set_status(db, name, ("draft", "sending", "paused", "waiting"),
+    campaign = _set_status(db, name, ("draft", "scheduled", "sending", "paused", "waiting"),
                            CampaignStatus.CANCELLED.value)
     with db.session() as s:
         return _rowcount(s.execute(update(Delivery).where(

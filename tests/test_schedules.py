@@ -310,3 +310,19 @@ def test_each_run_takes_the_list_and_suppressions_as_they_are_at_run_time(projec
                            "lista2@example.test"]
     assert got["lista1@example.test"][0] == "suppressed"
     assert got["late@example.test"][0] == "queued"
+
+
+def test_a_cancelled_scheduled_campaign_is_never_launched(project: Any) -> None:
+    make_campaign(project, "annullata", n=2)
+    db, settings = project.ctx.db, project.ctx.settings
+    now = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+    scheduling.schedule_once(db, "annullata", "2027-01-04 10:00", "Europe/Rome", now=now)
+    assert lifecycle.counts(db, "annullata")["status"] == "scheduled"
+    lifecycle.cancel(db, "annullata")
+    sent = Recorder()
+    report = scheduling.tick(db, settings, sent, now=datetime(2027, 1, 4, 9, 1, tzinfo=UTC))
+    assert report.launched == [] and sent.ids == []
+    assert lifecycle.counts(db, "annullata")["status"] == "cancelled"
+    with pytest.raises(InputError, match="in the past"):
+        make_campaign(project, "tardi", n=1)
+        scheduling.schedule_once(db, "tardi", "2027-01-04 08:00", "Europe/Rome", now=now)
