@@ -22,7 +22,7 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
            template: str = typer.Option(..., "--template"),
            from_addr: str = typer.Option(..., "--from", help='"Name <addr>"'),
            reply_to: Optional[str] = typer.Option(None, "--reply-to"),
-           relay: Optional[str] = typer.Option(None, "--relay"),
+           relay: Optional[str] = typer.Option(None, "--relay", "--pool", help="A relay or a pool name"),
            attachment_column: Optional[str] = typer.Option(
                None, "--attachment-column", help="CSV column with a file path per recipient"),
            priority: str = typer.Option("bulk", "--priority", help="bulk | transactional"),

@@ -29,7 +29,7 @@ def schedules_add(name: str, template: str = typer.Option(..., "--template"),
                   cron: str = typer.Option(..., "--cron", help='e.g. "0 9 * * mon"'),
                   timezone: str = typer.Option(..., "--timezone", help="e.g. Europe/Rome"),
                   reply_to: Optional[str] = typer.Option(None, "--reply-to"),
-                  relay: Optional[str] = typer.Option(None, "--relay"),
+                  relay: Optional[str] = typer.Option(None, "--relay", "--pool", help="A relay or a pool"),
                   priority: str = typer.Option("bulk", "--priority"),
                   window: Optional[str] = typer.Option(None, "--window"),
                   data_url: Optional[str] = typer.Option(
