@@ -36,8 +36,9 @@ def schedules_add(name: str, template: str = typer.Option(..., "--template"),
                       None, "--data-url", help="JSON fetched at each run, as run.data")) -> None:
     """Each firing creates the run NAME-YYYY-MM-DD from the template and list as they are
     then, and launches it."""
-    from campaigns.scheduling import ScheduleSpec, add_schedule, as_utc
     from campaigns.cron import zone
+    from campaigns.db import as_utc
+    from campaigns.scheduling import ScheduleSpec, add_schedule
     c = ctx()
     schedule = add_schedule(c.db, c.settings, ScheduleSpec(
         name=name, template=template, list_name=list_name, from_addr=from_addr, cron=cron,

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from campaigns.bounces import BounceReport, Classification, parse_bounce
 from campaigns.bounces.model import BounceCategory
-from campaigns.db import Database
+from campaigns.db import Database, as_utc
 from campaigns.models import BounceEvent, Campaign, Delivery, Suppression, utcnow
 from campaigns.settings import Settings
 from campaigns.tokens import read_return_path, read_token
@@ -191,12 +191,8 @@ def _act(s: Session, settings: Settings, event: BounceEvent, delivery: Delivery 
 
 
 def _last_success(s: Session, address: str) -> datetime | None:
-    when: Any = s.scalar(select(func.max(Delivery.sent_at)).where(
-        Delivery.address == address, Delivery.status == "sent"))
-    if when is not None and when.tzinfo is None:   # SQLite returns naive UTC
-        from datetime import timezone
-        when = when.replace(tzinfo=timezone.utc)
-    return when  # type: ignore[no-any-return]
+    return as_utc(s.scalar(select(func.max(Delivery.sent_at)).where(
+        Delivery.address == address, Delivery.status == "sent")))
 
 
 def _suppress(s: Session, event: BounceEvent, source: str, reason: str) -> bool:

@@ -306,7 +306,7 @@ def _windows(db: Database, settings: Settings, enqueue: Enqueue, now: datetime) 
         if campaign.status == "sending" and closed:
             parked += _transition(db, campaign, "sending", "waiting", closed)
         elif campaign.status == "waiting" and not closed and (
-                campaign.resume_at is None or as_utc(campaign.resume_at) <= now):  # type: ignore[operator]
+                campaign.resume_at is None or as_utc(campaign.resume_at) <= now):
             if _transition(db, campaign, "waiting", "sending", None):
                 woken += 1
                 _publish_unsent(db, settings, campaign, enqueue)

@@ -19,7 +19,7 @@ from campaigns.ratestore import current_limits
 from campaigns.rates import (AdaptiveThrottle, Decision, DomainGroups, Limit, RedisLimiter,
                              WarmupPlan, dns_mx_lookup)
 from campaigns.rates.limiter import calendar_day
-from campaigns.settings import LimitConfig, Settings
+from campaigns.settings import LimitConfig, Settings, WarmupConfig
 
 #: how long a worker trusts its copy of the limits (a `rates set` reaches it within this)
 REFRESH_S = 0.5
@@ -122,8 +122,8 @@ class Pacer:
             self._effective[target] = self.adaptive.current(target, configured)
         return self._effective[target]
 
-    def warmup_of(self, target: str) -> Any:
-        """The relay's warm-up plan (settings.WarmupConfig) when `target` is a relay that has one."""
+    def warmup_of(self, target: str) -> WarmupConfig | None:
+        """The relay's warm-up plan when `target` is a relay that has one."""
         if not target.startswith("relay:") or target.endswith(":bulk"):
             return None
         return self.settings.rates.warmup.get(target.removeprefix("relay:"))

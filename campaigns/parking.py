@@ -43,19 +43,20 @@ class Parking:
         """Hold `delivery_id` under `target` (once: parking it again keeps its place)."""
         self.client.zadd(PREFIX + target, {f"{delivery_id}|{priority}": self.clock()}, nx=True)
 
+    def targets(self) -> list[str]:
+        """The limits that have messages parked under them."""
+        return [(key.decode() if isinstance(key, bytes) else str(key)).removeprefix(PREFIX)
+                for key in self.client.scan_iter(match=PREFIX + "*", count=1000)]
+
     def counts(self) -> dict[str, int]:
         """How many messages are parked under each limit."""
-        out = {}
-        for key in self.client.scan_iter(match=PREFIX + "*", count=1000):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            out[name.removeprefix(PREFIX)] = int(self.client.zcard(key))
-        return out
+        return {target: int(self.client.zcard(PREFIX + target)) for target in self.targets()}
 
     def release(self, rate_of: RateOf, publish: Publish) -> int:
         """Publish the parked messages that each limit has room for since the last call.
         Run by one process at a time (the caller holds a lock). Returns how many."""
         now, released = self.clock(), 0
-        for target in self.counts():
+        for target in self.targets():
             rate, burst = rate_of(target)
             if rate is None:
                 n, credit_left = UNLIMITED_BATCH, 0.0

@@ -94,17 +94,12 @@ def order(pool: PoolConfig, rng: random.Random | None = None) -> list[str]:
     return out
 
 
-def candidates(settings: Settings, breaker: Breaker | None, target: str | None) -> list[str]:
-    """The relays to try for one message of a campaign sending through `target`, best
-    first. A plain relay is always itself (its errors pause the campaign as before). A pool
-    leaves out relays whose breaker is open; when every one is open, the list is empty."""
+def candidates(settings: Settings, target: str | None) -> list[str]:
+    """The relays one message of a campaign sending through `target` tries, best first: a
+    pool's in its order, a plain relay alone. Breakers are asked by the send path as it
+    goes, not here: asking a half-open breaker takes its one probe."""
     pool = settings.pool(target)
-    if pool is None:
-        return [settings.relay(target).name]
-    names = order(pool)
-    if breaker is None:
-        return names
-    return [n for n in names if breaker.allow(n)]
+    return order(pool) if pool is not None else [settings.relay(target).name]
 
 
 def first_relay(settings: Settings, target: str | None) -> str:

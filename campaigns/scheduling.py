@@ -17,7 +17,7 @@ import json
 import logging
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import func, select, update
@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from campaigns import lifecycle
 from campaigns.cron import next_firing, parse_at, parse_cron, zone
-from campaigns.db import Database
+from campaigns.db import Database, as_utc
 from campaigns.errors import CampaignsError, InputError, NotFound, StateError
 from campaigns.models import Campaign, Schedule, ScheduleRun, utcnow
 from campaigns.settings import Settings
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 LATE_AFTER_S = 60.0
 
 Fetch = Callable[[str, float], Any]
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def fetch_json(url: str, timeout_s: float) -> Any:

@@ -20,7 +20,7 @@ from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInD
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.models import PENDING, Campaign, Contact, Delivery, utcnow
 from campaigns.pacing import Pacer, is_throttle
-from campaigns.pools import Breaker, order
+from campaigns.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings
 
@@ -51,13 +51,13 @@ class _Route:
     pool: bool
 
 
-def _relay_fault(err: RelayError) -> bool:
-    """A failure of the relay, not of this message: no connection (no reply at all) or a
-    reply saying our relay refuses us. In a pool these go to the next relay."""
+def _verdict(err: RelayError) -> Classification:
+    """What the relay's reply means (a failure with no reply at all: a network error)."""
     if err.code is None:
-        return True
-    verdict = classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
-    return verdict.category == BounceCategory.RELAY
+        return Classification.of("networkerror")
+    return classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
+
+
 #: categories of a 5xx reply that are still retried within the attempt budget
 RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
 
@@ -160,8 +160,7 @@ class Sender:
         if rt.window is not None and not rt.window.contains(utcnow()):
             return SKIPPED  # the upkeep parks the campaign and republishes at the opening
         pool = self.settings.pool(rt.relay) is not None
-        names = order(self.settings.pools[str(rt.relay or self.settings.default_relay)]) \
-            if pool else [self.settings.relay(rt.relay).name]
+        names = candidates(self.settings, rt.relay)
         decision = None
         for i, relay in enumerate(names):
             if pool and self.breaker is not None and not self.breaker.allow(relay):
@@ -236,12 +235,14 @@ class Sender:
                         continue
                 return self._relay_refused(rt, delivery_id, err)
             except (RelayTemporaryError, RelayPermanentError) as err:
-                if route.pool and _relay_fault(err):
+                verdict = _verdict(err)
+                # no connection, or our relay refuses us: in a pool, the next relay
+                if route.pool and (err.code is None or verdict.category == BounceCategory.RELAY):
                     nxt = self._failover(rt, route, relay, message)
                     if nxt is not None:
                         relay = nxt
                         continue
-                return self._failed(rt, delivery_id, attempts, message, err, relay)
+                return self._failed(rt, delivery_id, attempts, message, err, relay, verdict)
             except RelayInDoubt as err:
                 return self._record(delivery_id, "in_doubt", err, relay=relay)
             if route.pool and self.breaker is not None:
@@ -270,14 +271,12 @@ class Sender:
 
     def _failed(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
                 message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError,
-                relay: str) -> Outcome:
+                relay: str, verdict: Classification) -> Outcome:
         """The relay said no: what the classifier calls the reply decides (campaigns.intake).
         Throttle: slow that receiver, retry, never a bounce or an attempt. Relay: pause the
         campaign, keep the message. Hard and complaint: bounced and suppressed. Permanent
         (policy, auth, too large, expired): bounced, not suppressed. Soft, block and unknown:
         retried within the attempt budget, then failed (a soft bounce towards the limit)."""
-        verdict = (classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
-                   if err.code else Classification.of("networkerror"))
         if verdict.category == BounceCategory.RELAY:
             return self._relay_refused(rt, delivery_id, RelayConfigError(
                 str(err), code=err.code, enhanced=err.enhanced, text=err.text))

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from campaigns import lifecycle, scheduling
 from campaigns.cron import local_to_utc, next_firing, parse_at, parse_cron
+from campaigns.db import as_utc
 from campaigns.errors import InputError
 from campaigns.models import Campaign, ScheduleRun
 from tests.helpers import make_campaign, parse
@@ -95,7 +96,7 @@ def _runs(project: Any) -> list[tuple[str, str, str | None]]:
         rows = s.execute(select(ScheduleRun.scheduled_for, ScheduleRun.status, Campaign.name)
                          .outerjoin(Campaign, Campaign.id == ScheduleRun.campaign_id)
                          .order_by(ScheduleRun.scheduled_for)).all()
-    return [(scheduling.as_utc(t).astimezone(ROME).strftime("%m-%d %H:%M"), st, n) for t, st, n in rows]
+    return [(as_utc(t).astimezone(ROME).strftime("%m-%d %H:%M"), st, n) for t, st, n in rows]
 
 
 def test_missed_runs_within_grace_go_late_older_ones_are_skipped(project: Any) -> None:
@@ -247,7 +248,7 @@ def test_a_one_off_launch_fires_on_time_and_unschedule_sends_nothing(project: An
     assert snap["status"] == "finished" and snap["counts"]["sent"] == 5
     with project.ctx.db.session() as s:
         launched_at = s.scalar(select(Campaign.launched_at).where(Campaign.name == "circolare"))
-    delay = (scheduling.as_utc(launched_at) - at.astimezone(UTC).replace(microsecond=0)).total_seconds()
+    delay = (as_utc(launched_at) - at.astimezone(UTC).replace(microsecond=0)).total_seconds()
     assert 0 <= delay < 5, delay
     time.sleep(2)
     assert project.status("ritirata")["status"] == "draft"

@@ -1,14 +1,18 @@
 """The Celery app, configured from the project's settings (see campaigns.settings)."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from celery import Celery, signals
 
 from campaigns.context import Context, broker_url, open_context, redis_url
 from campaigns.settings import load_settings
+
+if TYPE_CHECKING:
+    from campaigns.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -56,58 +60,51 @@ def context() -> Context:
         return _context
 
 
-def _maintenance_loop(stop: threading.Event) -> None:
+def _fleet_loop(stop: threading.Event, what: str, every_s: float, lock: str, lock_ms: int,
+                work: Callable[[], None]) -> None:
+    """Run `work` every `every_s` in one worker of the whole fleet at a time: the one that
+    takes the Redis lock `lock` (held `lock_ms`). A failure (the database, Redis or a
+    mailbox server is down) is logged and the loop goes on."""
     import redis
 
+    client = redis.Redis.from_url(redis_url(settings))
+    while not stop.wait(every_s):
+        try:
+            if client.set(lock, "1", nx=True, px=lock_ms):
+                work()
+        except Exception:
+            log.exception("%s failed; trying again in %.1f s", what, every_s)
+
+
+def _upkeep() -> None:
     from campaigns.lifecycle import maintenance
     from workers.dispatch import enqueue
-
-    client = redis.Redis.from_url(redis_url(settings))
-    while not stop.wait(MAINTENANCE_EVERY_S):
-        try:
-            lock_ms = int(MAINTENANCE_EVERY_S * 1000 * 0.9)
-            if client.set("campaigns:maintenance", "1", nx=True, px=lock_ms):
-                done = maintenance(context().db, enqueue, settings)
-                if any(done.values()):
-                    log.info("ledger upkeep: %s", done)
-        except Exception:  # keep the loop alive through a database or Redis hiccup
-            log.exception("ledger upkeep failed; retrying in %.0f s", MAINTENANCE_EVERY_S)
+    done = maintenance(context().db, enqueue, settings)
+    if any(done.values()):
+        log.info("ledger upkeep: %s", done)
 
 
-def _release_loop(stop: threading.Event) -> None:
-    """Hand messages parked under a receiver group's or campaign's limit back to the
-    queue at that limit's rate (campaigns.parking)."""
+@functools.cache
+def _release_pacer() -> Pacer:
     import redis
 
     from campaigns.pacing import Pacer
+    return Pacer(settings, context().db, redis.Redis.from_url(redis_url(settings)))
+
+
+def _release_parked() -> None:
+    """Hand messages parked under a receiver group's or campaign's limit back to the
+    queue at that limit's rate (campaigns.parking)."""
     from workers.dispatch import release
-
-    client = redis.Redis.from_url(redis_url(settings))
-    pacer = Pacer(settings, context().db, client)
-    while not stop.wait(RELEASE_EVERY_S):
-        try:
-            if client.set("campaigns:releaser", "1", nx=True, px=int(RELEASE_EVERY_S * 900)):
-                pacer.parking.release(pacer.rate_of, release)
-        except Exception:
-            log.exception("releasing parked messages failed; retrying")
+    pacer = _release_pacer()
+    pacer.parking.release(pacer.rate_of, release)
 
 
-def _imap_loop(stop: threading.Event) -> None:
-    """Poll the [bounces.imap] mailbox every `imap_every_s`, one worker per interval."""
-    import redis
-
+def _poll_mailbox() -> None:
     from campaigns.intake import poll_mailbox
-
-    every = settings.bounces.imap_every_s
-    client = redis.Redis.from_url(redis_url(settings))
-    while not stop.wait(min(every, 5.0)):
-        try:
-            if client.set("campaigns:imap-poll", "1", nx=True, px=int(every * 1000)):
-                result = poll_mailbox(context().db, settings)
-                if result.handled or result.failed:
-                    log.info("bounce mailbox: %s handled, %s failed", result.handled, result.failed)
-        except Exception:  # the mailbox server is down: say so, try at the next interval
-            log.exception("polling the bounce mailbox failed")
+    result = poll_mailbox(context().db, settings)
+    if result.handled or result.failed:
+        log.info("bounce mailbox: %s handled, %s failed", result.handled, result.failed)
 
 
 _stop = threading.Event()
@@ -115,13 +112,17 @@ _stop = threading.Event()
 
 @signals.worker_ready.connect
 def _start_maintenance(**_: Any) -> None:
-    threading.Thread(target=_maintenance_loop, args=(_stop,), name="ledger-upkeep",
-                     daemon=True).start()
-    threading.Thread(target=_release_loop, args=(_stop,), name="parked-release",
-                     daemon=True).start()
-    if settings.bounces.imap is not None:
-        threading.Thread(target=_imap_loop, args=(_stop,), name="bounce-mailbox",
-                         daemon=True).start()
+    loops = [("ledger upkeep", MAINTENANCE_EVERY_S, "campaigns:maintenance",
+              int(MAINTENANCE_EVERY_S * 900), _upkeep),
+             ("releasing parked messages", RELEASE_EVERY_S, "campaigns:releaser",
+              int(RELEASE_EVERY_S * 900), _release_parked)]
+    if settings.bounces.imap is not None:   # one poll per interval in the whole fleet
+        every = settings.bounces.imap_every_s
+        loops.append(("polling the bounce mailbox", min(every, 5.0), "campaigns:imap-poll",
+                      int(every * 1000), _poll_mailbox))
+    for what, every_s, lock, lock_ms, work in loops:
+        threading.Thread(target=_fleet_loop, args=(_stop, what, every_s, lock, lock_ms, work),
+                         name=lock.removeprefix("campaigns:"), daemon=True).start()
 
 
 @signals.worker_shutdown.connect

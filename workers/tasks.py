@@ -1,9 +1,10 @@
 """Celery tasks pass ids and call into the domain; nothing else lives here."""
 from __future__ import annotations
 
+import functools
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy.exc import OperationalError
 
@@ -66,7 +67,13 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
     return outcome.status
 
 
-_tick_clock: Callable[[], float] | None = None
+@functools.cache
+def _tick_parts() -> tuple[Callable[[], float], Any]:
+    """This process's clock and Redis client for the scheduler's ticks (made once)."""
+    import redis
+
+    from campaigns.context import redis_url
+    return _clock(), redis.Redis.from_url(redis_url(context().settings))
 
 
 @app.task(name="campaigns.tick", ignore_result=True)
@@ -76,21 +83,15 @@ def scheduler_tick() -> str:
     import uuid
     from datetime import datetime, timezone
 
-    import redis
-
     from campaigns import scheduling
-    from campaigns.context import redis_url
     from workers.dispatch import enqueue
-    global _tick_clock
-    if _tick_clock is None:
-        _tick_clock = _clock()
+    clock, client = _tick_parts()
     ctx = context()
-    client = redis.Redis.from_url(redis_url(ctx.settings))
     token = uuid.uuid4().hex
     if not client.set("campaigns:scheduler", token, nx=True, px=60_000):
         return "busy"
     try:
-        now = datetime.fromtimestamp(_tick_clock(), timezone.utc)
+        now = datetime.fromtimestamp(clock(), timezone.utc)
         report = scheduling.tick(ctx.db, ctx.settings, enqueue, now=now)
     finally:
         if client.get("campaigns:scheduler") == token.encode():
