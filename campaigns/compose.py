@@ -11,20 +11,18 @@ from typing import Any, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import attachments
+from campaigns.attachments import AttachmentError
 from campaigns.errors import CampaignsError
 from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
 from campaigns.models import Campaign, Template
 from campaigns.rendering import (CompiledTemplate, Record, Rendered, build_context,
                                  compile_template)
-from campaigns.settings import Settings
+from campaigns.settings import AttachmentPolicy, Settings
 from campaigns.tokens import make_return_path, make_token
 
 #: our own header on every message, for attributing bounces to a delivery
 DELIVERY_HEADER = "X-Campaigns-Delivery"
-
-
-class AttachmentError(CampaignsError):
-    """A recipient's attachment file is missing or unreadable."""
 
 
 @dataclass
@@ -92,29 +90,26 @@ def return_path(settings: Settings, delivery_id: int, sender: str) -> str:
     return make_return_path(settings.secret_key, delivery_id, cfg.local_part, cfg.domain)
 
 
-def attachment_path(rt: CampaignRuntime, address: str, attributes: Mapping[str, Any],
-                    source_dir: str | None) -> Path | None:
+def attachment_path(rt: CampaignRuntime, policy: AttachmentPolicy, address: str,
+                    attributes: Mapping[str, Any], source_dir: str | None) -> Path | None:
+    """The checked real path of `address`'s attachment (campaigns.attachments.resolve), None
+    when the campaign attaches nothing. Raises AttachmentError naming the rule."""
     if not rt.attachment_column:
         return None
-    value = str(attributes.get(rt.attachment_column) or "").strip()
-    if not value:
-        raise AttachmentError(f"{address}: column '{rt.attachment_column}' is empty or missing")
-    path = Path(value).expanduser()
-    if not path.is_absolute() and source_dir:
-        path = Path(source_dir) / path
-    return path
+    value = str(attributes.get(rt.attachment_column) or "")
+    return attachments.resolve(policy, address, rt.attachment_column, value, source_dir)
 
 
-def load_attachment(rt: CampaignRuntime, address: str, attributes: Mapping[str, Any],
-                    source_dir: str | None) -> list[Attachment]:
-    path = attachment_path(rt, address, attributes, source_dir)
+def load_attachment(rt: CampaignRuntime, policy: AttachmentPolicy, address: str,
+                    attributes: Mapping[str, Any], source_dir: str | None) -> list[Attachment]:
+    path = attachment_path(rt, policy, address, attributes, source_dir)
     if path is None:
         return []
-    try:
-        return [Attachment(filename=path.name, content=path.read_bytes())]
-    except OSError as err:
-        raise AttachmentError(f"{address}: attachment {path} (column '{rt.attachment_column}'):"
-                              f" {err.strerror or err}") from None
+    assert rt.attachment_column is not None
+    value = str(attributes.get(rt.attachment_column) or "").strip()
+    content = attachments.read(policy, address, rt.attachment_column, value, path)
+    attachments.check_total(policy, address, [len(content)])
+    return [Attachment(filename=path.name, content=content)]
 
 
 def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
@@ -135,14 +130,14 @@ def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None,
     Raises TemplateRenderError, AttachmentError, InputError (header injection)."""
     rendered, list_url = render(rt, settings, delivery_id=delivery_id, address=address,
                                 attributes=attributes)
-    attachments = load_attachment(rt, address, attributes, source_dir)
+    files = load_attachment(rt, settings.attachments, address, attributes, source_dir)
     message_id = make_message_id(f"{delivery_id or 'test'}.{rt.id}", rt.from_domain)
     headers = {}
     if delivery_id is not None:
         headers[DELIVERY_HEADER] = make_token(settings.secret_key, "delivery", delivery_id)
     data = rt.builder.build(to=to or address, subject=rendered.subject, html=rendered.html,
                             text=rendered.text, message_id=message_id, unsubscribe_url=list_url,
-                            attachments=attachments, headers=headers)
+                            attachments=files, headers=headers)
     return data, message_id
 
 

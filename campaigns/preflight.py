@@ -53,13 +53,15 @@ def run_preflight(db: Database, settings: Settings, campaign: Campaign) -> list[
         except AttachmentError:
             pass  # reported below, for every recipient
     if rt.attachment_column:
-        problems += _missing_attachments(db, campaign, rt)
+        problems += _refused_attachments(db, settings, campaign, rt)
     if problems:
         raise PreflightError(campaign.name, problems)
     return [] if total else [f"list of campaign '{campaign.name}' has no recipients"]
 
 
-def _missing_attachments(db: Database, campaign: Campaign, rt) -> list[str]:  # type: ignore[no-untyped-def]
+def _refused_attachments(db: Database, settings: Settings, campaign: Campaign,  # type: ignore[no-untyped-def]
+                         rt) -> list[str]:
+    """Every recipient whose attachment is missing or refused (campaigns.attachments)."""
     missing: list[str] = []
     last = 0
     while True:
@@ -72,10 +74,7 @@ def _missing_attachments(db: Database, campaign: Campaign, rt) -> list[str]:  # 
             return missing
         for _, email, attributes, source_dir in rows:
             try:
-                path = attachment_path(rt, email, attributes or {}, source_dir)
+                attachment_path(rt, settings.attachments, email, attributes or {}, source_dir)
             except AttachmentError as err:
                 missing.append(str(err))
-                continue
-            if path is not None and not path.is_file():
-                missing.append(f"{email}: attachment not found: {path}")
         last = rows[-1][0]

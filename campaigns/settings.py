@@ -178,6 +178,14 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True)
+class AttachmentPolicy:
+    """TOML [attachments]: where a recipient's attachment may come from (campaigns.attachments)."""
+    roots: tuple[str, ...] = ()       # absolute folders; empty: the folder of the imported CSV
+    max_file_bytes: int = 15_000_000
+    max_message_bytes: int = 25_000_000
+
+
+@dataclass(frozen=True)
 class SchedulesConfig:
     """TOML [schedules]: the scheduler (`campaigns beat`)."""
     grace_s: float = 3600.0      # a run missed by less than this is sent late; older: skipped
@@ -202,6 +210,7 @@ class Settings:
     schedules: SchedulesConfig = field(default_factory=SchedulesConfig)
     pools: dict[str, PoolConfig] = field(default_factory=dict)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    attachments: AttachmentPolicy = field(default_factory=AttachmentPolicy)
 
     def pool(self, name: str | None) -> PoolConfig | None:
         """The pool called `name` (or the default target's), None when it is a relay."""
@@ -498,6 +507,24 @@ def _schedules(raw: Any, where: str) -> SchedulesConfig:
         data_timeout_s=_clamp("data_timeout_s", raw.get("data_timeout_s", d.data_timeout_s), float, 0.1, at))
 
 
+def _attachments(raw: Any, where: str) -> AttachmentPolicy:
+    at = f"{where}: [attachments]"
+    raw = check_table(raw, at, {"roots", "max_file_bytes", "max_message_bytes"})
+    d = AttachmentPolicy()
+    roots = raw.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+        raise ConfigError(f"{at}: roots must be a list of folder paths")
+    for root in roots:
+        real = Path(root).resolve()
+        if not Path(root).is_absolute() or real == Path(real.anchor) or not real.is_dir():
+            raise ConfigError(f"{at}: roots: '{root}' must be an existing absolute folder "
+                              "other than /")
+    return AttachmentPolicy(
+        roots=tuple(roots),
+        max_file_bytes=_clamp("max_file_bytes", raw.get("max_file_bytes", d.max_file_bytes), int, 1, at),
+        max_message_bytes=_clamp("max_message_bytes", raw.get("max_message_bytes", d.max_message_bytes), int, 1, at))
+
+
 def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
     if os.environ.get("CAMPAIGNS_SECRET_KEY"):
         return Secret(os.environ["CAMPAIGNS_SECRET_KEY"])
@@ -554,4 +581,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         bounces=_bounces(raw.get("bounces", {}), where),
         schedules=_schedules(raw.get("schedules", {}), where),
         pools=pools, breaker=_breaker(raw.get("breaker", {}), where),
+        attachments=_attachments(raw.get("attachments", {}), where),
     )
