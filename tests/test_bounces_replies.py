@@ -21,19 +21,20 @@ REPLIES = [
     (550, "5.7.1 Message rejected as spam by Content Filtering.", None, C.BLOCK),
     (550, "5.7.1 This message is likely unsolicited mail.", None, C.BLOCK),
     (421, "4.7.0 Too many connections from your IP, slow down", None, C.THROTTLE),
-    # reputation beats volume: a deferral that cites reputation or complaints is a block
+    # in a live reply, words about our volume or rate decide first: slow down (throttle);
+    # complaints or reputation alone are a block
     (421, "4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume "
-          "or user complaints - 4.16.55.1", None, C.BLOCK),
+          "or user complaints - 4.16.55.1", None, C.THROTTLE),
     (421, "4.7.0 [TS01] Messages from 192.0.2.1 temporarily deferred due to user complaints",
      None, C.BLOCK),
     (451, "4.7.650 The mail server [192.0.2.25] has been temporarily rate limited due to IP "
-          "reputation. (S3113)", None, C.BLOCK),
+          "reputation. (S3113)", None, C.THROTTLE),
     (451, "4.7.1 Deferred: poor reputation of the sending IP", None, C.BLOCK),
     (421, "4.7.0 [GL01] Message from 192.0.2.1 temporarily deferred", None, C.THROTTLE),
     (451, "4.3.0 Mail server temporarily unavailable, please try again later", None, C.SOFT),
-    (421, "mx.example.com Service not available, closing transmission channel", None,
-     C.THROTTLE),
-    (450, "4.7.1 Greylisted, please try again later", None, C.THROTTLE),
+    # the receiver's own trouble and greylisting are soft (DESIGN.md)
+    (421, "mx.example.com Service not available, closing transmission channel", None, C.SOFT),
+    (450, "4.7.1 Greylisted, please try again later", None, C.SOFT),
     (451, "4.7.1 You are sending too fast", None, C.THROTTLE),
     (452, "4.7.0 Temporarily rate limited", None, C.THROTTLE),
     (421, "Throttling failure: Maximum sending rate exceeded.", None, C.THROTTLE),
@@ -44,11 +45,12 @@ REPLIES = [
     (550, "5.7.26 Unauthenticated email from example.com is not accepted due to domain's DMARC "
           "policy", None, C.AUTH),
     (550, "5.7.23 SPF validation failed", None, C.AUTH),
-    # from a receiver's MX (not said to come from our relay): auth, as the corpus labels them
-    (554, "5.7.1 <x@example.org>: Relay access denied", None, C.AUTH),
-    (550, "5.7.1 Relaying denied", None, C.AUTH),
-    (530, "5.7.0 Authentication required", None, C.AUTH),
-    (535, "5.7.8 Authentication credentials invalid", None, C.AUTH),
+    # our relay or account refusing us is relay whether or not from_relay is passed
+    (554, "5.7.1 <x@example.org>: Relay access denied", None, C.RELAY),
+    (550, "5.7.1 Relaying denied", None, C.RELAY),
+    (530, "5.7.0 Authentication required", None, C.RELAY),
+    (535, "5.7.8 Authentication credentials invalid", None, C.RELAY),
+    (550, "5.7.1 RESOLVER.RST.AuthRequired; authentication required", None, C.AUTH),
     (552, "5.3.4 Message size exceeds fixed maximum message size", None, C.TOOLARGE),
     (250, "2.0.0 Ok: queued as 12345", None, C.DELIVERED),
 ]
@@ -74,7 +76,9 @@ OUR_RELAY = [
 def test_our_own_relay_refusing_us_is_relay_and_not_permanent(code: int, text: str) -> None:
     verdict = classify_reply(code, text, from_relay=True)
     assert verdict.category is C.RELAY and not verdict.permanent
-    assert classify_reply(code, text).category is C.AUTH
+    # Exchange's RESOLVER.RST.AuthRequired is the recipient group refusing outside senders
+    outside = "RESOLVER.RST" in text
+    assert classify_reply(code, text).category is (C.AUTH if outside else C.RELAY)
 
 
 def test_from_relay_changes_nothing_but_relay_and_auth_replies() -> None:
@@ -158,3 +162,17 @@ def test_every_reason_a_rule_can_give_has_a_category() -> None:
                   microsoft._RULES, yahoo._RULES, isps._RULES):
         reasons |= {r for _, r in table}
     assert reasons - set(CATEGORY_OF_REASON) == set()
+
+
+def test_the_rule_that_decided_is_recorded() -> None:
+    assert classify_reply(535, "5.7.8 Username and Password not accepted").rule.startswith(
+        "relay-account")
+    assert classify_reply(421, "4.7.0 Try again later, too many connections").rule == "throttle"
+    assert classify_reply(451, "4.3.2 System busy, try again later").rule == "server-trouble"
+    assert classify_reply(550, "", "5.1.1").rule == "status:5.1.1"
+    assert classify_reply(450, "4.1.1 no such user").rule.endswith("+4xx")
+
+
+def test_rule_takes_no_part_in_equality() -> None:
+    assert classify_reply(550, "5.1.1 no such user") == Classification(C.HARD, True,
+                                                                       "userunknown")

@@ -46,6 +46,7 @@ CATEGORY_OF_REASON: dict[str, BounceCategory] = {
     "mailboxfull": BounceCategory.SOFT, "systemfull": BounceCategory.SOFT,
     "systemerror": BounceCategory.SOFT, "networkerror": BounceCategory.SOFT,
     "mailererror": BounceCategory.SOFT, "syntaxerror": BounceCategory.SOFT,
+    "greylisted": BounceCategory.SOFT,
     "delayed": BounceCategory.EXPIRED,
     "blocked": BounceCategory.BLOCK, "badreputation": BounceCategory.BLOCK,
     "spamdetected": BounceCategory.BLOCK, "rejected": BounceCategory.BLOCK,
@@ -53,13 +54,18 @@ CATEGORY_OF_REASON: dict[str, BounceCategory] = {
     "speeding": BounceCategory.THROTTLE, "ratelimited": BounceCategory.THROTTLE,
     "toomanyconn": BounceCategory.THROTTLE,
     "policyviolation": BounceCategory.POLICY, "notcompliantrfc": BounceCategory.POLICY,
-    "contenterror": BounceCategory.POLICY, "requireptr": BounceCategory.POLICY,
+    "contenterror": BounceCategory.POLICY,
+    # the recipient refuses mail from us by their own choice: retrying cannot help
+    "recipientrefusal": BounceCategory.POLICY, "requireptr": BounceCategory.POLICY,
     "failedstarttls": BounceCategory.POLICY, "virusdetected": BounceCategory.POLICY,
     "authfailure": BounceCategory.AUTH,
     "norelaying": BounceCategory.RELAY, "securityerror": BounceCategory.RELAY,
     "mesgtoobig": BounceCategory.TOOLARGE, "exceedlimit": BounceCategory.TOOLARGE,
     "expired": BounceCategory.EXPIRED,
     "feedback": BounceCategory.COMPLAINT,
+    # a list-unsubscribe request the recipient's mail provider sent for them (Apple Mail's
+    # "Unsubscribe" button: X-Apple-Unsubscribe, Auto-Submitted): stop mailing, like a complaint
+    "unsubscribe": BounceCategory.COMPLAINT,
     "vacation": BounceCategory.AUTOREPLY,
     "delivered": BounceCategory.DELIVERED,
     "onhold": BounceCategory.UNKNOWN, "undefined": BounceCategory.UNKNOWN,
@@ -80,21 +86,25 @@ PERMANENT_CATEGORIES = frozenset({
 
 @dataclass(frozen=True)
 class Classification:
-    """One verdict. `permanent` is True when retrying the same message cannot help."""
+    """One verdict. `permanent` is True when retrying the same message cannot help. `rule`
+    names the step of the precedence that decided ("relay-account", "throttle",
+    "status:5.1.1", "text:mailboxfull", ...; see campaigns.bounces.classify) so a person can
+    see why; it takes no part in equality."""
 
     category: BounceCategory
     permanent: bool
     reason: str
+    rule: str = field(default="", compare=False)
 
     @classmethod
     def of(cls, reason: str, category: BounceCategory | None = None,
-           permanent: bool | None = None) -> Classification:
+           permanent: bool | None = None, rule: str = "") -> Classification:
         """The classification for a fine reason, with the category and permanence it implies
         unless given."""
         cat = category or CATEGORY_OF_REASON.get(reason, BounceCategory.UNKNOWN)
         if permanent is None:
             permanent = cat in PERMANENT_CATEGORIES and reason not in NOT_PERMANENT_REASONS
-        return cls(cat, permanent, reason)
+        return cls(cat, permanent, reason, rule)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,27 @@ _RELAY = (
      r"unauthenticated senders? (are )?not allowed", "securityerror"),
 )
 
+#: Reputation of our IP that no content change fixes: dynamic or residential ranges, "use
+#: your ISP's server" (Sisimai Reason/Blocked: "Please use the smtp server of your ISP",
+#: "hosts with dynamic ip", "Dynamic/zombied/spam IPs blocked"; mail.ru "we do not accept
+#: mail from dynamic IPs"; Spamhaus PBL). Before _CONTENT: "generic PTR" names a PTR too.
+_DYNAMIC = (
+    (r"smtp server of your (isp|provider)|use your (isp|provider)'?s? (smtp|mail) ?server|"
+     r"(dynamic|residential|dial.?up|dsl|cable) (ip|address|host|pool|range|client)|"
+     r"dynamic/zombied|generic (dns )?ptr|from dynamic ips?|\bpbl\b|end.?user (ip|range)",
+     "blocked"),
+)
+
+#: The recipient refuses us by their own choice (Facebook RCP-P2 "Refused due to recipient
+#: preferences"; AOL "recipient is only accepting mail from specific email addresses";
+#: Sisimai Reason/Filtered "user refuses to receive this mail", "you have been blocked by
+#: the recipient", "message rejected due to user rules").
+_RECIPIENT_CHOICE = (
+    (r"recipient(?:'s)? preferences|only accepting mail from specific|user refuses to receive|"
+     r"blocked by the recipient|rejected due to user rules|recipient id refuse",
+     "recipientrefusal"),
+)
+
 _AUTH = (
     (r"\bdmarc\b", "authfailure"),
     (r"\bspf\b.{0,80}(fail|not pass|did not pass|record|check|reject|invalid|policy)|"
@@ -58,7 +79,7 @@ _REPUTATION = (
 _THROTTLE = (
     (r"too many (concurrent |simultaneous |open )?(smtp )?(connections|sessions)|"
      r"connection (rate|frequency|count) (limit|exceeded)|frequency limit|trop de connexions|"
-     r"too many (smtp )?connect", "toomanyconn"),
+     r"too many (smtp )?connect|max(imum)? messages? per connection", "toomanyconn"),
     (r"rate.?limit|rate of (unsolicited )?mail|at a rate|throttl|too many (messages|mails|"
      r"emails|recipients)|sending (rate|quota|limit)|(hourly|daily|message) (sending |user "
      r"sending |smtp relay )?(rate|limit|quota) (exceeded|reached)|exceeded (the |its |your )?"
@@ -97,7 +118,11 @@ _MAILBOX = (
      r"(inbox|mailbox|account) (is )?(full|out of (storage|space))|mailbox ?full|"
      r"not enough (storage|space|disk)|storage (limit|allocation|space)|boite .{0,20}pleine|"
      r"mail ?box (has|is) (exceeded|over)|user has (too many messages|exceeded)|"
-     r"overquota|disk quota|full mailbox|\bmbox full|mailbox exceeds", "mailboxfull"),
+     r"overquota|disk quota|full mailbox|\bmbox full|mailbox exceeds|"
+     # Sisimai Reason/MailboxFull; Domino "mail file is full"
+     r"mail ?folder is full|mail ?file is full|space has been used up|would exceed (the )?"
+     r"(maximum allowed storage|allowed quota)|too much mail data|exceeded storage "
+     r"allocation|disc quota|quota violation", "mailboxfull"),
 )
 
 _SENDER = (
@@ -109,7 +134,10 @@ _SENDER = (
      r"unverified) sender|address of the sender|your (e-?mail )?address (has been |is )?"
      r"(rejected|blocked|denied)|not authorized to send|no permission to post|not allowed to "
      r"post|(restricted|closed) (group|list)|not a member|emetteur invalide|"
-     r"mail sending denied|email address is not verified|identities failed", "rejected"),
+     r"mail sending denied|email address is not verified|identities failed|"
+     # fml (Sisimai Lhost/FML), Yahoo 451 "unresolvable RFC.5321 from domain"
+     r"not member article from|not a member of this (mailing )?list|reject mail from|"
+     r"unresolvable rfc.?5321", "rejected"),
 )
 
 _CONTENT = (
@@ -128,7 +156,8 @@ _CONTENT = (
      r"disallowed) .{0,20}header|header (is )?(missing|invalid|malformed|error)|"
      r"message.id (is )?(missing|invalid)|malformed (message|mime|header)|message is "
      r"malformed|broken (mime|message)|bare (lf|cr)|headers too large|"
-     r"syntax error in (header|message)|encoded-word syntax", "notcompliantrfc"),
+     r"syntax error in (the )?(message )?(header|message)|header syntax|headers? .{0,20}"
+     r"syntax (error|invalid)|encoded-word syntax", "notcompliantrfc"),
     (r"8.?bit data|content error|invalid content|(bad|illegal|invalid) (character|charset|"
      r"encoding|mime)|mime (error|format)|invalid characters", "contenterror"),
     (r"for policy reasons|polic(y|ies) (violation|reasons)|violat\w+ .{0,30}polic|"
@@ -175,6 +204,7 @@ _ADDRESS = (
      r"not (a |an )?(local|valid|registered) (user|address|recipient)|(mailbox|user) "
      r"unavailable|utilisateur inconnu|destinataire invalide|account (\S+ )?does not exist|"
      r"recipient address rejected(?!:)|"
+     r"not listed in (the )?(public name|domino directory)|"
      r"badrcptto|no one (by that name |at this address)|couldn'?t find (any|the) (user|"
      r"mailbox|person)|mailbox not found", "userunknown"),
 )
@@ -198,7 +228,7 @@ _BLOCK = (
      r"(your|the|this|client)|your ip|dynamic ip|(residential|dial.?up|dynamic) (ip|address|"
      r"host)|refused to talk|not allowed to send|is an open relay|bloquee|ip (address )?blocked|"
      r"\bblocked\b|service refuse|access denied, please try again later", "blocked"),
-    (r"recipient preferences|refused by (the )?recipient|(recipient|user|receiver|"
+    (r"cannot route mail to user|refused by (the )?recipient|(recipient|user|receiver|"
      r"addressee) (has )?(rejected|refused|declined|does not (want|accept))|"
      r"rejected by (the )?(recipient|user|filter|content filter|rule)|filtered|"
      r"filtering|mail (was )?(refused|rejected) by (the )?(recipient|rule|filter)|"
@@ -222,6 +252,7 @@ _TRY_LATER = (
 _AFTER_STATUS = (
     (r"in the queue too long|not going to try again", "expired"),
     # a mailing list refusing a Message-ID it has already seen is loop protection (fml)
+    (r"several matches found in domino directory", "systemerror"),   # Sisimai Lhost/Domino
     (r"loop detected|mail loop|routing loop|too many hops|hop count|loops back|exceeded \d+ hops|"
      r"duplicated? message-id", "networkerror"),
     (r"connection (timed out|refused|reset|closed|lost|dropped)|timed? ?out|"
@@ -239,7 +270,10 @@ _AFTER_STATUS = (
      r"resources (temporarily )?unavailable|service (is )?(currently |temporarily )?"
      r"(unavailable|not available)|(ldap|directory|database) (server )?(error|failure|"
      r"unavailable|lookup)|unable to contact ldap|transaction failed|error in processing|"
-     r"processing error|write error|queue file|i/o error|server busy", "systemerror"),
+     r"processing error|write error|queue file|i/o error|server busy|"
+     # Sisimai Reason/SystemError
+     r"could not load drd|(local|mail system|server|system) config(uration)? error|"
+     r"remote server is misconfigured|interrupted system call", "systemerror"),
     (r"syntax error|unrecognized command|command not (recognized|implemented)|"
      r"bad sequence of commands|improper sequence|invalid command|line too long|parameter "
      r"not implemented|(syntax|command) unrecognized|need (mail|rcpt) (command|from)",
@@ -249,7 +283,7 @@ _AFTER_STATUS = (
 
 #: Phrases that decide before the enhanced status code.
 STRONG: tuple[Rule, ...] = rules(
-    *_RELAY, *_AUTH, *_REPUTATION, *_THROTTLE, *_SIZE, *_MAILBOX, *_EXPIRED, *_CONTENT, *_SENDER,
+    *_RELAY, *_RECIPIENT_CHOICE, *_DYNAMIC, *_AUTH, *_REPUTATION, *_THROTTLE, *_SIZE, *_MAILBOX, *_EXPIRED, *_CONTENT, *_SENDER,
     *_ACCESS, *_ADDRESS, *_BLOCK, *_POLICY, *_TRY_LATER,
 )
 
@@ -259,6 +293,25 @@ WEAK: tuple[Rule, ...] = rules(
     (r"(?<!recipient address )reject|refus|denied|not accepted|unacceptable|declined",
      "rejected"),
     (r"does not exist|not exist", "userunknown"),
+)
+
+
+#: Mailbox-full wording alone ("user has too many messages on the server" is not a rate).
+MAILBOX: tuple[Rule, ...] = rules(*_MAILBOX)
+
+
+#: Spam classification (Gmail UnsolicitedMessageError, Sisimai Reason/SpamDetected). It
+#: decides before the SPF/DKIM words when those are only advice ("review your SPF setup",
+#: "Please inspect your SPF settings"), not a failure the receiver names.
+SPAM: tuple[Rule, ...] = rules(
+    (r"(likely|classified as|detected as|identified as|considered( as)?|scored as|looks like|"
+     r"suspected) (to be )?(unsolicited|spam|junk|bulk)|spam (detected|message|content)|"
+     r"(message|mail|content) (was |is )?(rejected|blocked) (as|for) (possible )?spam|"
+     r"\bube\b", "spamdetected"),
+)
+AUTH_FAILURE: tuple[Rule, ...] = rules(
+    (r"\bdmarc\b|(spf|dkim)\W.{0,60}(fail|did not pass|not pass|does not pass|invalid)|"
+     r"(fail\w*|not pass) .{0,20}(spf|dkim)|unauthenticated|5\.7\.2[0-9]\b", "authfailure"),
 )
 
 

@@ -12,6 +12,7 @@ _CODE_LEADING_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
+#: X.3.0 ("other or undefined mail system status") is as generic as X.0.0: not listed.
 #: Exact codes whose meaning differs from their class and subject (RFC 3463, RFC 7372,
 #: RFC 7505, RFC 8601 and the large providers' published sub-codes).
 _EXACT: dict[str, str] = {
@@ -20,7 +21,7 @@ _EXACT: dict[str, str] = {
     "1.8": "rejected", "1.9": "systemerror", "1.10": "notaccept", "1.351": "userunknown",
     "2.0": "filtered", "2.1": "filtered", "2.2": "mailboxfull", "2.3": "exceedlimit",
     "2.4": "filtered",
-    "3.0": "systemerror", "3.1": "systemfull", "3.2": "notaccept", "3.3": "systemerror",
+    "3.1": "systemfull", "3.2": "notaccept", "3.3": "systemerror",
     "3.4": "mesgtoobig", "3.5": "systemerror",
     "4.0": "networkerror", "4.2": "networkerror", "4.3": "systemerror",
     "4.4": "hostunknown", "4.5": "toomanyconn", "4.6": "networkerror", "4.7": "expired",
@@ -106,8 +107,6 @@ def reason_of_reply_code(code: int | None) -> str:
         return "delivered"
     if code == 421:
         return "toomanyconn"      # service not available, closing channel: come back later
-    if code == 451:
-        return "systemerror"      # local error in processing
     if code == 452:
         return "systemfull"       # insufficient system storage
     if code == 552:

@@ -13,7 +13,10 @@ _COMMENT_RE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\s*\((.+)\)\s*$", re.DOTALL)
 #: Status comments that only repeat the class ("5.0.0 (permanent failure)").
 _BARE_CLASS_RE = re.compile(r"^\s*(permanent|persistent transient|transient|temporary)"
                             r"( failure| error)?\s*$", re.IGNORECASE)
-_UNIX_EXIT_RE = re.compile(r"^\s*x-unix\s*;\s*\d*\s*$", re.IGNORECASE)
+#: "X-Unix; 71" or "x-unix; temporary failure": a local delivery program's exit status as
+#: Postfix pipe(8) and local(8) report it (EX_TEMPFAIL is "temporary failure").
+_UNIX_EXIT_RE = re.compile(r"^\s*x-unix\s*;\s*(\d*|(temporary|permanent) failure\.?)\s*$",
+                           re.IGNORECASE)
 _INLINE_RE = re.compile(r"^(final-recipient|original-recipient)\s*:", re.IGNORECASE | re.MULTILINE)
 
 

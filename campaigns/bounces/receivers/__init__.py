@@ -18,10 +18,16 @@ RECEIVERS: tuple[tuple[str, Callable[[str], "str | None"]], ...] = (
 )
 
 
-def find_receiver_reason(text: str) -> str | None:
-    """The reason a provider's own label gives, or None."""
-    for _name, find in RECEIVERS:
+def find_receiver(text: str) -> tuple[str, str] | None:
+    """(provider, reason) that a provider's own label gives, or None."""
+    for name, find in RECEIVERS:
         reason = find(text)
         if reason:
-            return reason
+            return name, reason
     return None
+
+
+def find_receiver_reason(text: str) -> str | None:
+    """The reason a provider's own label gives, or None."""
+    found = find_receiver(text)
+    return found[1] if found else None

@@ -31,7 +31,7 @@ _RULES = rules(
     # Tencent QQ: "Ip frequency limited", "Connection frequency limited", "Mailbox not found"
     (r"(ip|connection|domain) frequency limited", "toomanyconn"),
     # Facebook: "RCP-P1 ... does not exist", "RCP-P2 ... recipient preferences"
-    (r"\bRCP-P2\b", "filtered"),
+    (r"\bRCP-P2\b", "recipientrefusal"),
     (r"\bRCP-P1\b|\bRCP-T1\b", "userunknown"),
     (r"\bPOL-P[0-9]\b", "policyviolation"),
     # Mimecast: "email rejected due to security policies - MCSpamSignature"
