@@ -55,11 +55,15 @@ class RelayError(CampaignsError):
 class RelayTemporaryError(RelayError):
     """The message was not accepted now but may be later (4xx, dropped connection before DATA).
 
-    `retry_after_s` is the server's hint when it gave one."""
+    `retry_after_s` is the server's hint when it gave one. `relay_down`: the relay itself
+    could not be reached or is failing (no connection, no reply, a provider's 5xx): never the
+    recipient's fault, so it trips the relay's circuit breaker and spends no attempt."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 relay_down: bool = False, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after_s = retry_after_s
+        self.relay_down = relay_down or self.code is None
 
 
 class RelayPermanentError(RelayError):

@@ -40,10 +40,16 @@ class BreakerState:
         return f"half-open: the next message probes it ({self.failures} failures)"
 
 
+#: a relay seen closed with no failure is taken as such for this long without asking Redis
+#: again (a breaker opened by another process is obeyed within this)
+CLEAN_FOR_S = 0.5
+
+
 class Breaker:
     def __init__(self, client: redis.Redis, config: BreakerConfig,
                  clock: Callable[[], float] = time.time) -> None:
         self.client, self.config, self.clock = client, config, clock
+        self._clean_until: dict[str, float] = {}   # relay -> monotonic deadline
 
     def state(self, relay: str) -> BreakerState:
         fails, opened = self.client.mget(_KEY + relay + ":fails", _KEY + relay + ":opened")
@@ -57,8 +63,12 @@ class Breaker:
 
     def allow(self, relay: str) -> bool:
         """May a message go through `relay` now? Half-open: only the one probe a cooldown."""
+        if self._clean_until.get(relay, 0.0) > time.monotonic():
+            return True
         state = self.state(relay)
         if state.state == "closed":
+            if not state.failures:
+                self._clean_until[relay] = time.monotonic() + CLEAN_FOR_S
             return True
         if state.state == "open":
             return False
@@ -66,11 +76,14 @@ class Breaker:
                                     px=int(self.config.cooldown_s * 1000)))
 
     def success(self, relay: str) -> None:
+        if self._clean_until.get(relay, 0.0) > time.monotonic():
+            return   # nothing to reset
         if self.client.exists(_KEY + relay + ":fails"):
             self.client.delete(_KEY + relay + ":fails", _KEY + relay + ":opened",
                                _KEY + relay + ":probe")
 
     def failure(self, relay: str) -> None:
+        self._clean_until.pop(relay, None)
         pipe = self.client.pipeline()
         pipe.incr(_KEY + relay + ":fails")
         pipe.expire(_KEY + relay + ":fails", int(self.config.cooldown_s * 20) + 60)

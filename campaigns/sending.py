@@ -163,7 +163,7 @@ class Sender:
         names = candidates(self.settings, rt.relay)
         decision = None
         for i, relay in enumerate(names):
-            if pool and self.breaker is not None and not self.breaker.allow(relay):
+            if self.breaker is not None and not self.breaker.allow(relay):
                 continue
             if self.pacer is None:
                 return _Route(relay, names[i + 1:], pool)
@@ -173,7 +173,7 @@ class Sender:
             if pool and decision.binding == f"relay:{relay}:daily":
                 continue    # this relay is at its daily cap: spill to the next one
             break
-        if decision is None:   # every relay of the pool has its breaker open
+        if decision is None:   # every relay (of the pool) has its breaker open
             return Outcome("throttled", priority=rt.priority, hops=hops + 1, retry_in_s=(
                 self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)))
         assert self.pacer is not None
@@ -229,35 +229,44 @@ class Sender:
             try:
                 result = self.relay(relay).send(message)
             except RelayConfigError as err:
-                if route.pool:
-                    relay = self._failover(rt, route, relay, message)
-                    if relay is not None:
-                        continue
+                self._trip(relay)
+                relay = self._failover(rt, route, relay, message)
+                if relay is not None:
+                    continue
                 return self._relay_refused(rt, delivery_id, err)
             except (RelayTemporaryError, RelayPermanentError) as err:
                 verdict = _verdict(err)
-                # no connection, or our relay refuses us: in a pool, the next relay
-                if route.pool and (err.code is None or verdict.category == BounceCategory.RELAY):
+                down = isinstance(err, RelayTemporaryError) and err.relay_down
+                # the relay cannot be reached, or refuses us: its breaker; in a pool, the next
+                if down or verdict.category == BounceCategory.RELAY:
+                    self._trip(relay)
                     nxt = self._failover(rt, route, relay, message)
                     if nxt is not None:
                         relay = nxt
                         continue
+                if down:
+                    return self._relay_down(rt, delivery_id, relay, err)
                 return self._failed(rt, delivery_id, attempts, message, err, relay, verdict)
             except RelayInDoubt as err:
                 return self._record(delivery_id, "in_doubt", err, relay=relay)
-            if route.pool and self.breaker is not None:
+            if self.breaker is not None:
                 self.breaker.success(relay)
             return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
                                 text=result.text, message_id=message.message_id, relay=relay,
                                 provider_id=result.provider_id)
 
+    def _trip(self, relay: str) -> None:
+        """`relay` could not be reached or refused us: a failure on its circuit breaker."""
+        if self.breaker is not None:
+            self.breaker.failure(relay)
+
     def _failover(self, rt: CampaignRuntime, route: _Route, failed: str,
                   message: OutgoingMessage) -> str | None:
-        """`failed` could not be reached or refused us: count it against its breaker and
-        take the pool's next relay that is allowed and has a token; None when none has.
+        """The pool's next relay that is allowed and has a token after `failed` could not
+        be reached or refused us; None when none has (or the campaign uses a plain relay).
         The message was not handed over, so sending it through another relay is safe."""
-        if self.breaker is not None:
-            self.breaker.failure(failed)
+        if not route.pool:
+            return None
         log.warning("campaign %s: relay %s failed; trying the pool's next relay", rt.name, failed)
         while route.spare:
             nxt = route.spare.pop(0)
@@ -268,6 +277,16 @@ class Sender:
                 continue
             return nxt
         return None
+
+    def _relay_down(self, rt: CampaignRuntime, delivery_id: int, relay: str,
+                    err: RelayTemporaryError) -> Outcome:
+        """The relay could not be reached: not the recipient's fault. The row waits about a
+        breaker cooldown without spending an attempt; while the breaker is open, its tasks
+        come back without a claim (see _precheck), so an outage of any length costs nothing."""
+        log.warning("campaign %s: relay %s unavailable: %s", rt.name, relay, err)
+        wait = self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)
+        return self._record(delivery_id, "deferred", err, refund=True, priority=rt.priority,
+                            retry_in_s=max(wait, err.retry_after_s or 0.0), relay=relay)
 
     def _failed(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
                 message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError,

@@ -206,7 +206,8 @@ class HttpApiRelay:
                                        code=552, enhanced="5.3.4", text=detail)
         if status >= 500 or status < 400:
             return RelayTemporaryError(f"{who} failed, {subject}: {detail}",
-                                       code=451, enhanced="4.3.0", text=detail)
+                                       code=451, enhanced="4.3.0", text=detail,
+                                       relay_down=status >= 500)
         return RelayPermanentError(f"{who} refused {subject}: {detail}",
                                    code=554, enhanced="5.6.0", text=detail)
 

@@ -152,7 +152,7 @@ class SesRelay:
         if status >= 500 or code in ("InternalFailure", "ServiceUnavailable",
                                      "InternalServiceErrorException"):
             return RelayTemporaryError(f"SES {self.region} failed, {subject}: {detail}",
-                                       code=451, enhanced="4.3.0", text=detail)
+                                       code=451, enhanced="4.3.0", text=detail, relay_down=True)
         if _BAD_ADDRESS.search(text):
             return RelayPermanentError(f"SES {self.region} refused the recipient, {subject}: "
                                        f"{detail}", code=550, enhanced="5.1.3", text=detail)
