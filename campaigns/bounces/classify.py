@@ -60,7 +60,7 @@ _ADDRESS_REASONS = frozenset({"userunknown", "hostunknown", "notaccept", "suspen
 #: What a delay notice's words say when they name no cause of their own: still trying. A
 #: time-out is no cause either - it is what "not yet" looks like ("Connection timed out",
 #: "did not accept our requests to connect"); "No route to host" is one.
-_NO_CAUSE = frozenset({"expired", "undefined", "onhold"})
+_NO_CAUSE = frozenset({"expired", "undefined", "onhold", "greylisted"})
 _TIMEOUT_RE = re.compile(r"timed? ?out|no answer", re.IGNORECASE)
 #: A DNS answer that is not definitive: Postfix writes "Host not found, try again" for the
 #: resolver's TRY_AGAIN (RFC 2308 SERVFAIL, time-out), "Host not found" for NXDOMAIN.
@@ -191,6 +191,9 @@ def _reason(evidence: Evidence, status: str | None, delayed: bool = False) -> Ve
     text = _ADDRESS_RE.sub("<address>", _SPACE_RE.sub(" ", _PREFIX_RE.sub("", raw)))
     ctx = _Context(raw, status, evidence.command or find_command(raw), evidence.returned,
                    bool(_LOCAL_AGENT_RE.search(raw)))
+    account = replies.relay_account(evidence.reply_code or find_reply_code(raw), status, raw)
+    if account:
+        return account
     found = find_receiver(f"{raw} {status or ''}")
     if found:
         return found[1], f"receiver:{found[0]}"

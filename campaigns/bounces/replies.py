@@ -53,8 +53,9 @@ RELAY_ACCOUNT: tuple[Row, ...] = (
      "exceeded, Sending paused); Microsoft 365 NDR 5.1.8, 5.1.90, 5.2.0 SubmissionQuota"),
     (r"(e-?mail )?address (is )?not verified|identit(y|ies) failed the check|unverified "
      r"(sender|domain|identity)|not subscribed to ses|sandbox subdomains|free accounts are "
-     r"for test", "norelaying",
-     "Amazon SES (554 Message rejected: Email address is not verified); Mailgun sandbox"),
+     r"for test|not authorized to perform ses:", "norelaying",
+     "Amazon SES (554 Message rejected: Email address is not verified; not authorized to "
+     "perform ses:SendRawEmail); Mailgun sandbox and free accounts"),
 )
 
 #: Microsoft's RESOLVER.RST.AuthRequired is the recipient group refusing unauthenticated
@@ -89,9 +90,10 @@ SERVER_TROUBLE: tuple[Row, ...] = (
      r"busy|(service|server|system) (is )?(currently |temporarily )?(unavailable|not "
      r"available)|local error in processing|insufficient system storage|resources? "
      r"(temporarily )?unavailable|internal (server )?error|try again later.{0,30}(busy|"
-     r"maintenance)|under maintenance", "systemerror",
+     r"maintenance)|under maintenance|temporary service failure", "systemerror",
      "RFC 5321 sec. 4.2.2 (421 Service not available, 451 Local error in processing, 452 "
-     "Insufficient system storage); Yahoo 451 temporary system problem; Sisimai "
+     "Insufficient system storage); Yahoo 451 temporary system problem; Amazon SES 451 "
+     "Temporary service failure; Sisimai "
      "Reason/SystemError"),
 )
 

@@ -84,17 +84,18 @@ _THROTTLE = (
      r"emails|recipients)|sending (rate|quota|limit)|(hourly|daily|message) (sending |user "
      r"sending |smtp relay )?(rate|limit|quota) (exceeded|reached)|exceeded (the |its |your )?"
      r"(sending |message |hourly |daily )?(rate|quota|limit)|unexpected volume|too fast|"
-     r"too quickly|slow down|mail flood|(temporarily|temporary) (deferred|delayed) due to|"
+     r"too quickly|slow down|mail flood|"
      r"(recipients|messages) (this|per|an?) (hour|minute|day)|sent (to )?too many",
      "speeding"),
 )
 
 _SIZE = (
     (r"(message|mail|e-?mail) (size|length) (exceeds|is too|too)|"
-     r"size (limit|exceeds|of (the|your) message)|"
+     r"(?<!mailbox )size (limit|exceeds|of (the|your) message)|"
      r"(message|mail|e-?mail) (is |was )?too (big|large)|"
      r"exceed(s|ed)? (the |fixed |our |google's )?(maximum|max|size|allowed|message size)|"
-     r"(?<!headers )too large|mesgtoobig|recipsizelimit|message size|size limit|taille limite|"
+     r"(?<!headers )too large|mesgtoobig|recipsizelimit|message size|(?<!mailbox )size limit|"
+     r"taille limite|(message|mail) (size|length) is (more|greater|larger|bigger) than|"
      r"line limit exceeded", "mesgtoobig"),
 )
 
@@ -118,7 +119,7 @@ _MAILBOX = (
      r"(inbox|mailbox|account) (is )?(full|out of (storage|space))|mailbox ?full|"
      r"not enough (storage|space|disk)|storage (limit|allocation|space)|boite .{0,20}pleine|"
      r"mail ?box (has|is) (exceeded|over)|user has (too many messages|exceeded)|"
-     r"overquota|disk quota|full mailbox|\bmbox full|mailbox exceeds|"
+     r"overquota|disk quota|full mailbox|\bmbox full|mailbox exceeds|mailbox size limit|"
      # Sisimai Reason/MailboxFull; Domino "mail file is full"
      r"mail ?folder is full|mail ?file is full|space has been used up|would exceed (the )?"
      r"(maximum allowed storage|allowed quota)|too much mail data|exceeded storage "
@@ -137,7 +138,9 @@ _SENDER = (
      r"mail sending denied|email address is not verified|identities failed|"
      # fml (Sisimai Lhost/FML), Yahoo 451 "unresolvable RFC.5321 from domain"
      r"not member article from|not a member of this (mailing )?list|reject mail from|"
-     r"unresolvable rfc.?5321", "rejected"),
+     r"unresolvable rfc.?5321|"
+     # RFC 7505 sec. 4.2: "550 5.7.27 Sender address has null MX" is about our sender
+     r"sender (address|domain) has null ?mx", "rejected"),
 )
 
 _CONTENT = (
@@ -156,11 +159,13 @@ _CONTENT = (
      r"disallowed) .{0,20}header|header (is )?(missing|invalid|malformed|error)|"
      r"message.id (is )?(missing|invalid)|malformed (message|mime|header)|message is "
      r"malformed|broken (mime|message)|bare (lf|cr)|headers too large|"
+     r"missing a valid address in from|having no from: header|"     # Gmail 550 5.7.1
      r"syntax error in (the )?(message )?(header|message)|header syntax|headers? .{0,20}"
      r"syntax (error|invalid)|encoded-word syntax", "notcompliantrfc"),
     (r"8.?bit data|content error|invalid content|(bad|illegal|invalid) (character|charset|"
      r"encoding|mime)|mime (error|format)|invalid characters", "contenterror"),
-    (r"for policy reasons|polic(y|ies) (violation|reasons)|violat\w+ .{0,30}polic|"
+    (r"does not allow external forwarding|"       # Microsoft 365 NDR 5.7.520
+     r"for policy reasons|polic(y|ies) (violation|reasons)|violat\w+ .{0,30}polic|"
      r"local policy|denied by policy|illegal attachment|attachment .{0,30}(forbidden|"
      r"prohibited|not allowed)", "policyviolation"),
 )
@@ -179,7 +184,10 @@ _ADDRESS = (
      r"blocked|archived|no longer (active|available|valid|in use))|disabled or discontinued|"
      r"(disabled|suspended|inactive|closed) (account|mailbox|user)|account (is )?(not active|"
      r"unavailable)|account that you tried to reach is (disabled|inactive)|compte .{0,30}"
-     r"(bloque|desactive)|destinataire archivee|user account (is )?disabled", "suspend"),
+     r"(bloque|desactive)|destinataire archivee|user account (is )?disabled|"
+     # Yahoo: "554 delivery error: dd x@yahoo.com is no longer valid", "This mailbox is
+     # disabled (554.30)"; Sisimai "this email address is wrong or no longer valid"
+     r"(is|address is wrong or) no longer valid|this mailbox is disabled", "suspend"),
     (r"malformed or unexpected name server reply|name server (timeout|failure|error)|"
      r"\bservfail\b", "networkerror"),
     (r"host (or domain name |\S+ )?not found|(host ?name|domain|mx) lookup (failure|error)|"
@@ -205,6 +213,7 @@ _ADDRESS = (
      r"unavailable|utilisateur inconnu|destinataire invalide|account (\S+ )?does not exist|"
      r"recipient address rejected(?!:)|"
      r"not listed in (the )?(public name|domino directory)|"
+     r"invalid or unknown virtual user|"          # vpopmail vdeliver
      r"badrcptto|no one (by that name |at this address)|couldn'?t find (any|the) (user|"
      r"mailbox|person)|mailbox not found", "userunknown"),
 )
@@ -220,7 +229,7 @@ _BLOCK = (
      r"looks like spam|"
      r"suspicious|content (rejected|filter)|message content rejected|scored as|"
      r"(high|bad) (spam )?score|spam ?signature|mail rejete", "spamdetected"),
-    (r"block ?list|black ?list|blocked (by|using|for|due|ip|because|mail)|\bdnsbl\b|\brbl\b|"
+    (r"block ?list|black ?list|blocked (by|using|for|due|ip|because|mail)|\bdnsbls?\b|\brbl\b|"
      r"spamhaus|spamcop|sorbs|barracuda ?central|cbl\.abuseat|(listed|found) (in|on|at) "
      r"(an? |the )?(rbl|dnsbl|dns ?bl|block|black)|(ip|client|connection|server|your host) "
      r"(address )?(has been |is |was )?(blocked|banned|blacklisted|listed|denied|refused)|"
@@ -245,8 +254,8 @@ _TRY_LATER = (
     (r"try (again )?later.{0,80}(not going to try again|giving up|given up)", "expired"),
     # not "try again later" alone: every temporary failure says it, not only a rate limit
     (r"temporar(il)?y (deferred|rejected|refused|blocked|limited)|"
-     r"greylist|graylist|please retry|(retry|resend|try) (again )?(in|after) \d+",
-     "speeding"),
+     r"please retry|(retry|resend|try) (again )?(in|after) \d+", "speeding"),
+    (r"grey ?list|gray ?list", "greylisted"),      # DESIGN.md: greylisting is soft
 )
 
 _AFTER_STATUS = (

@@ -37,7 +37,7 @@ _EXACT: dict[str, str] = {
     "7.16": "mesgtoobig", "7.17": "hasmoved", "7.18": "hasmoved", "7.19": "policyviolation",
     "7.20": "authfailure", "7.21": "authfailure", "7.22": "authfailure", "7.23": "authfailure",
     "7.24": "authfailure", "7.25": "requireptr", "7.26": "authfailure",
-    "7.27": "notaccept", "7.28": "speeding", "7.29": "authfailure", "7.30": "failedstarttls",
+    "7.27": "rejected", "7.28": "speeding", "7.29": "authfailure", "7.30": "failedstarttls",
     # Microsoft 365: 5.7.509-5.7.515 DMARC/authentication, 5.7.606-5.7.649 banned IP ranges,
     # 4.7.650-4.7.651 rate limiting for IP reputation (block: reputation beats volume).
     "7.509": "authfailure", "7.510": "authfailure", "7.515": "authfailure",

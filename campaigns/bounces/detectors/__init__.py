@@ -9,13 +9,14 @@ from __future__ import annotations
 from campaigns.bounces.detectors import (amazonses, arf, autoreply, courier, domino, dsn,
                                          exchange, exim, generic, gmail, googlegroups,
                                          imailserver, mailmarshal, mms, postfix, powermta, qmail,
-                                         sendmail, trendmicro, yahoo, zoho)
+                                         sendmail, trendmicro, unsubscribe, yahoo, zoho)
 from campaigns.bounces.detectors.base import Detector, Finding
 
 #: (name, detector) in the order they are tried.
 DETECTORS: tuple[tuple[str, Detector], ...] = (
     ("arf", arf.detect),
     ("amazonses", amazonses.detect),
+    ("unsubscribe", unsubscribe.detect),
     ("autoreply", autoreply.detect),
     ("powermta", powermta.detect),
     ("googlegroups", googlegroups.detect),
@@ -38,6 +39,6 @@ DETECTORS: tuple[tuple[str, Detector], ...] = (
 )
 
 #: Detectors whose findings are complete on their own (not merged with DSN fields).
-SELF_CONTAINED = frozenset({"arf", "amazonses", "autoreply", "powermta"})
+SELF_CONTAINED = frozenset({"arf", "amazonses", "unsubscribe", "autoreply", "powermta"})
 
 __all__ = ["DETECTORS", "SELF_CONTAINED", "Detector", "Finding"]

@@ -16,7 +16,7 @@ from campaigns.bounces.message import ReturnedMessage, parse_fields
 _REPORT_TYPE_RE = re.compile(r"report-type\s*=\s*\"?feedback-report", re.IGNORECASE)
 _INLINE_RE = re.compile(r"^Feedback-Type:\s*\S+", re.IGNORECASE | re.MULTILINE)
 #: Non-standard loops (Hotmail JMRP, old AOL, Yahoo) say it in the subject or body.
-_PROSE_RE = re.compile(r"complaint about a message from|this is an? (e-?mail )?abuse report|"
+_PROSE_RE = re.compile(r"complaint about (a )?message from|this is an? (e-?mail )?abuse report|"
                        r"email feedback report|abuse report for|scomp|"
                        r"this is a spam report|feedback loop", re.IGNORECASE)
 
@@ -39,9 +39,16 @@ def _feedback_fields(message: ReturnedMessage) -> dict[str, str] | None:
             return _merged(message.fields)
     if _REPORT_TYPE_RE.search(ctype) or _INLINE_RE.search(message.full_text):
         return _merged(parse_fields(message.full_text))
-    if _PROSE_RE.search(message.subject) and message.original:
+    if (_PROSE_RE.search(message.subject) and message.original) or _hotmail(message):
         return {}
     return None
+
+
+def _hotmail(message: ReturnedMessage) -> bool:
+    """Outlook.com / Hotmail JMRP reports: the reported message comes back with the
+    complainer in X-HmXmrOriginalRecipient (Microsoft JMRP documentation)."""
+    return bool(message.original_header("X-HmXmrOriginalRecipient")
+                or message.header("X-HmXmrOriginalRecipient"))
 
 
 def _merged(groups: list[dict[str, str]]) -> dict[str, str]:
@@ -57,5 +64,7 @@ def _recipients(fields: dict[str, str], message: ReturnedMessage) -> list[str]:
         found = [a.strip(".") for a in ADDRESS_RE.findall(fields.get(key, ""))]
         if found:
             return list(dict.fromkeys(found))
-    to = find_address(message.original_header("To"))
+    hotmail = message.original_header("X-HmXmrOriginalRecipient") or \
+        message.header("X-HmXmrOriginalRecipient")
+    to = find_address(hotmail) or find_address(message.original_header("To"))
     return [to] if to else []

@@ -11,7 +11,10 @@ _SUBJECT_RE = re.compile(
     r"^(auto(matic|matische)?[ -]?(reply|response|antwort|respuesta|risposta)|"
     r"out of (the )?office|vacation|away|abwesenheit|absence|absent|r[ée]ponse automatique|"
     r"respuesta autom[áa]tica|risposta automatica|fuera de la oficina|"
-    r"自動返信|自动回复|I am (currently )?(out|away)|on leave|holiday)",
+    r"自動返信|自动回复|自動応答|I am (currently )?(out|away)|on leave|holiday|auto:|"
+    # localised out-of-office subjects (Outlook, Gmail, Notes in their languages)
+    r"automatisch antwoord|autosvar|automaattinen vastaus|odpowied[źz] automatyczna|"
+    r"resposta autom[áa]tica|abwesend|au(ss|ß)er haus|cong[ée]s|ferie|vacaciones)",
     re.IGNORECASE,
 )
 _BODY_RE = re.compile(r"out of (the )?office|on vacation|"
