@@ -3,11 +3,9 @@ messages (RFC 3464 DSNs, the prose of common MTAs, RFC 5965 complaints, RFC 3834
 auto-replies). Pure Python: imports neither Celery nor SQLAlchemy.
 
 A delay notice is category expired, reason "delayed" (or the cause its words name), never
-permanent, and its BounceReport has `final=False`: never record it as an outcome. "Relaying
-denied" and "authentication required" are relay only when the reply came from our own relay
-(`classify_reply(..., from_relay=True)`) or a returned message says it; a reply line
-classified without that flag is auth. Deferrals that cite reputation or complaints are
-block, not throttle. Details in campaigns.bounces.model."""
+permanent, and its BounceReport has `final=False`: never record it as an outcome. Every
+Classification names the `rule` that decided; the precedence is documented in
+campaigns.bounces.classify. Details in campaigns.bounces.model."""
 from __future__ import annotations
 
 from campaigns.bounces.classify import classify_reply

@@ -9,11 +9,12 @@ Two rules that are not obvious from the category table:
   with reason "delayed" (what the corpus calls a delay), unless its words name a cause of
   their own ("Mailbox full", "No route to host"): then it is classified by that cause, as the
   corpus does, still not final and not permanent. Every other report has `final=True`.
-- "Relaying denied" and "authentication required" (reasons "norelaying", "securityerror") are
-  `relay` - our own relay refuses us, pause the campaign - only when the classifier is told the
-  reply came from our own relay (`classify_reply(..., from_relay=True)`) or when a returned
-  message says it (the corpus labels those relay); a reply line classified without that flag
-  is `auth` (the corpus labels those lines auth)."""
+- Our relay or account refusing us (AUTH failed, relaying or send-as denied, the account's
+  own sending limit, an unverified sender) is `relay` whether or not the caller says the
+  reply came from our relay (campaigns.bounces.replies); any other "authentication
+  required" (Exchange's RESOLVER.RST.AuthRequired: a group refusing outside senders) is
+  `relay` only with `classify_reply(..., from_relay=True)` or in a returned message, else
+  `auth`."""
 from __future__ import annotations
 
 import enum
