@@ -21,10 +21,10 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
 from campaigns.errors import InputError, TemplateRenderError
+from campaigns.render_limits import BoundedSandbox, RenderLimitError, guard_tree, render_part
 
 __all__ = ["Rendered", "CompiledTemplate", "compile_template", "html_to_text", "build_context"]
 
@@ -115,8 +115,9 @@ def _autoescape(template_name: str | None) -> bool:
     return bool(template_name and template_name.endswith(":html"))
 
 
-# One environment per process; templates are compiled from strings, never loaded.
-_ENV = SandboxedEnvironment(undefined=_StrictUndefined, autoescape=_autoescape,
+# One environment per process; templates are compiled from strings, never loaded. The
+# sandbox is bounded in time and size (campaigns.render_limits, TOML [templates]).
+_ENV = BoundedSandbox(undefined=_StrictUndefined, autoescape=_autoescape,
                             auto_reload=False, cache_size=0)
 
 
@@ -134,15 +135,16 @@ class CompiledTemplate:
         """Render all three parts for one contact (see ``build_context``).
 
         Raises TemplateRenderError naming template, part and line (and the variable when one
-        is undefined); a sandbox violation says the operation is not allowed in templates."""
+        is undefined); a sandbox violation says the operation is not allowed in templates;
+        a part over a render limit (time, size, range) names the limit and its value."""
         subject_t, html_t, text_t = self._parts
         part = "subject"
         try:
-            subject = _CONTROL_RUN.sub(" ", subject_t.render(context)).strip()
+            subject = _CONTROL_RUN.sub(" ", render_part(subject_t, context)).strip()
             part = "html"
-            html = html_t.render(context)
+            html = render_part(html_t, context)
             part = "text"
-            text = text_t.render(context)
+            text = render_part(text_t, context)
         except Exception as err:
             raise _render_error(self.name, part, err) from err
         return Rendered(subject=subject, html=html, text=text)
@@ -170,7 +172,8 @@ def _compile_part(name: str, part: str, source: str, *, derived: bool) -> Templa
     # how a runtime error is mapped back to a line of this part (see _template_line).
     filename = f"{name}:{part}"
     try:
-        code = _ENV.compile(source, name=filename, filename=filename)
+        tree = guard_tree(_ENV.parse(source, name=filename, filename=filename))
+        code = _ENV.compile(tree, name=filename, filename=filename)
     except TemplateSyntaxError as err:
         where = "in the text derived from the HTML part: " if derived else ""
         raise TemplateRenderError(f"syntax error: {where}{err.message}", template=name,
@@ -183,7 +186,9 @@ def _render_error(name: str, part: str, err: Exception) -> TemplateRenderError:
     if isinstance(err, _UndefinedVariable):
         return TemplateRenderError(str(err), template=name, part=part, line=line,
                                    variable=err.variable)
-    if isinstance(err, SecurityError):
+    if isinstance(err, RenderLimitError):
+        message = f"render limit: {err}"
+    elif isinstance(err, SecurityError):
         message = f"operation not allowed in templates: {err}"
     elif isinstance(err, UndefinedError):
         message = str(err)

@@ -186,6 +186,14 @@ class AttachmentPolicy:
 
 
 @dataclass(frozen=True)
+class TemplatesConfig:
+    """TOML [templates]: render limits per message part (campaigns.render_limits)."""
+    max_render_s: float = 2.0        # wall clock to render one part
+    max_part_bytes: int = 2_000_000  # a rendered part, and any string or list a template builds
+    max_range: int = 10_000          # items of one range() in a template
+
+
+@dataclass(frozen=True)
 class SchedulesConfig:
     """TOML [schedules]: the scheduler (`campaigns beat`)."""
     grace_s: float = 3600.0      # a run missed by less than this is sent late; older: skipped
@@ -211,6 +219,7 @@ class Settings:
     pools: dict[str, PoolConfig] = field(default_factory=dict)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     attachments: AttachmentPolicy = field(default_factory=AttachmentPolicy)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
 
     def pool(self, name: str | None) -> PoolConfig | None:
         """The pool called `name` (or the default target's), None when it is a relay."""
@@ -525,6 +534,20 @@ def _attachments(raw: Any, where: str) -> AttachmentPolicy:
         max_message_bytes=_clamp("max_message_bytes", raw.get("max_message_bytes", d.max_message_bytes), int, 1, at))
 
 
+def _templates(raw: Any, where: str) -> TemplatesConfig:
+    """[templates], also handed to the renderer of this process (its limits are global)."""
+    at = f"{where}: [templates]"
+    raw = check_table(raw, at, {"max_render_s", "max_part_bytes", "max_range"})
+    d = TemplatesConfig()
+    config = TemplatesConfig(
+        max_render_s=_clamp("max_render_s", raw.get("max_render_s", d.max_render_s), float, 0.01, at),
+        max_part_bytes=_clamp("max_part_bytes", raw.get("max_part_bytes", d.max_part_bytes), int, 1000, at),
+        max_range=_clamp("max_range", raw.get("max_range", d.max_range), int, 1, at))
+    from campaigns.render_limits import RenderLimits, configure_limits
+    configure_limits(RenderLimits(config.max_render_s, config.max_part_bytes, config.max_range))
+    return config
+
+
 def _secret_key(data_dir: Path, raw: dict[str, Any]) -> Secret:
     if os.environ.get("CAMPAIGNS_SECRET_KEY"):
         return Secret(os.environ["CAMPAIGNS_SECRET_KEY"])
@@ -582,4 +605,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         schedules=_schedules(raw.get("schedules", {}), where),
         pools=pools, breaker=_breaker(raw.get("breaker", {}), where),
         attachments=_attachments(raw.get("attachments", {}), where),
+        templates=_templates(raw.get("templates", {}), where),
     )
