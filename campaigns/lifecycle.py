@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from campaigns.db import Database, as_utc
 from campaigns.errors import InputError, NotFound, StateError
 from campaigns.models import (DELIVERY_STATUSES, OPEN, PENDING, Campaign, CampaignStatus,
-                              Contact, ContactList, Delivery, ListMember, Suppression, Template,
-                              utcnow)
+                              Contact, ContactList, Delivery, DeliveryStatus, ListMember,
+                              Suppression, Template, utcnow)
 from campaigns.settings import Settings
 
 #: enqueue(delivery_ids, countdown_s, priority) publishes one send task per id, on the
@@ -26,6 +26,12 @@ PRIORITIES = ("bulk", "transactional")
 
 #: a deferred row whose retry is this late has lost its task (worker died before publishing)
 OVERDUE_RETRY_S = 120.0
+
+#: how many tasks the broker holds for the send queues (waiting, reserved by a worker, parked
+#: under a limit); None when the broker cannot say
+BrokerPending = Callable[[], "int | None"]
+#: rows re-published by one upkeep run at the most
+RECOVER_BATCH = 10_000
 
 
 def _named(session: Session, model: Any, kind: str, name: str) -> Any:
@@ -264,11 +270,14 @@ def counts(db: Database, name: str) -> dict[str, Any]:
 
 
 def maintenance(db: Database, enqueue: Enqueue | None = None,
-                settings: Settings | None = None) -> dict[str, int]:
+                settings: Settings | None = None,
+                pending: BrokerPending | None = None) -> dict[str, int]:
     """Periodic ledger upkeep (every worker runs it, one at a time):
     rows `sending` past their lease become `in_doubt` (held for a person: the worker died
     between the relay's answer and our write, we cannot know whether it was sent);
-    deferred rows whose retry task was lost are re-published; campaigns with no open row
+    deferred rows whose retry task was lost are re-published, and so are queued rows when the
+    broker holds no task at all (`pending`: a flushed Redis, a worker killed between taking
+    a task and recording it; the claim makes a duplicate harmless); campaigns with no open row
     are finished; sending campaigns outside their window wait, and waiting campaigns whose
     window opened (or whose wait ended) send again."""
     now = utcnow()
@@ -282,6 +291,9 @@ def maintenance(db: Database, enqueue: Enqueue | None = None,
     if enqueue is not None:
         republished = _enqueue_deferred(db, None, enqueue,
                                         older_than=now - timedelta(seconds=OVERDUE_RETRY_S))
+        if pending is not None and settings is not None:
+            republished += _recover_lost(db, enqueue, pending, now - timedelta(
+                seconds=settings.sending.republish_after_s))
     with db.session() as s:
         open_rows = exists().where(Delivery.campaign_id == Campaign.id,
                                    Delivery.status.in_(OPEN))
@@ -293,6 +305,32 @@ def maintenance(db: Database, enqueue: Enqueue | None = None,
         parked, woken = _windows(db, settings, enqueue, now)
     return {"in_doubt": in_doubt, "republished": republished, "finished": finished,
             "parked": parked, "woken": woken}
+
+
+def _recover_lost(db: Database, enqueue: Enqueue, pending: BrokerPending,
+                  published_before: datetime) -> int:
+    """Queued rows of sending campaigns whose task the broker lost. Asked only when the
+    broker holds no send task at all (so a backlog waiting its turn is never published
+    twice), for rows handed over before `published_before`; each gets `published_at`."""
+    if pending() != 0:
+        return 0
+    handed = func.coalesce(Delivery.published_at, Delivery.updated_at)
+    with db.session() as s:
+        rows = s.execute(select(Delivery.id, Campaign.priority)
+                         .join(Campaign, Campaign.id == Delivery.campaign_id)
+                         .where(Delivery.status == DeliveryStatus.QUEUED.value,
+                                Campaign.status == CampaignStatus.SENDING.value,
+                                handed < published_before)
+                         .order_by(Delivery.id).limit(RECOVER_BATCH)).all()
+        if not rows:
+            return 0
+        s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]))
+                  .values(published_at=utcnow()))
+    for priority in PRIORITIES:
+        ids = [did for did, p in rows if p == priority]
+        if ids:
+            enqueue(ids, None, priority)
+    return len(rows)
 
 
 def _windows(db: Database, settings: Settings, enqueue: Enqueue, now: datetime) -> tuple[int, int]:

@@ -170,6 +170,8 @@ class Delivery(Base):
     bounce_reason: Mapped[str | None] = mapped_column(String(40))     # userunknown, mailboxfull, …
     relay: Mapped[str | None] = mapped_column(String(200))            # the relay that took it
     provider_message_id: Mapped[str | None] = mapped_column(String(300), index=True)
+    #: when the upkeep last re-published the row's task (None: only at launch, `updated_at`)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Schedule(Base):

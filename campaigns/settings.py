@@ -137,6 +137,7 @@ class SendingPolicy:
     retry_max_s: float = 3600.0
     lease_s: float = 600.0           # a row `sending` longer than this is `in_doubt`
     visibility_timeout_s: float = 3600.0  # broker redelivers unacked tasks after this
+    republish_after_s: float = 120.0  # a queued row whose task the broker lost: published again
     preflight_sample: int = 50
     expand_batch: int = 1000
     enqueue_batch: int = 1000
@@ -356,6 +357,8 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
         lease_s=_clamp("lease_s", raw.get("lease_s", d.lease_s), float, 1, at),
         visibility_timeout_s=_clamp("visibility_timeout_s",
                                     raw.get("visibility_timeout_s", d.visibility_timeout_s), float, 1, at),
+        republish_after_s=_clamp("republish_after_s",
+                                 raw.get("republish_after_s", d.republish_after_s), float, 0.5, at),
         preflight_sample=_clamp("preflight_sample", raw.get("preflight_sample", d.preflight_sample), int, 1, at),
         expand_batch=_clamp("expand_batch", raw.get("expand_batch", d.expand_batch), int, 1, at),
         enqueue_batch=_clamp("enqueue_batch", raw.get("enqueue_batch", d.enqueue_batch), int, 1, at),

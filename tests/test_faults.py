@@ -3,7 +3,6 @@ budget, a broker that lost its tasks (Redis flushed), a worker killed between ta
 and acknowledging it. Real workers, real Redis, a real SMTP sink on loopback."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections import Counter
@@ -36,3 +35,54 @@ def test_a_plain_relay_down_longer_than_the_attempt_budget_loses_nobody(project:
     assert snap["counts"]["sent"] == 60 and snap["counts"]["failed"] == 0, snap["counts"]
     assert sorted(project.sink.counts()) == sorted(addresses)
     assert max(project.sink.counts().values()) == 1
+
+
+def _sent_once_or_in_doubt(project: Any, name: str, addresses: list[str]) -> dict[str, Any]:
+    snap = project.wait_status(name, timeout_s=150)
+    assert snap["status"] == "finished", snap
+    rows = ledger(project, name)
+    counts = project.sink.counts()
+    assert set(rows) == set(addresses)
+    assert max(counts.values()) == 1, "a recipient received two copies"
+    for address, (status, _) in rows.items():
+        assert status in ("sent", "in_doubt"), (address, status)
+        if status == "sent":       # in_doubt: killed after the relay's answer, or before
+            assert counts[address] == 1, address
+    return snap
+
+
+def test_a_flushed_redis_ends_with_every_recipient_sent_once(project: Any) -> None:
+    project.sending["republish_after_s"] = 2
+    project.write_config()
+    addresses = make_campaign(project, "flush", 300)
+    project.sink.delay_s = 0.02
+    project.workers(2)
+    project.cli("launch", "flush")
+    assert project.sink.wait_for(40, timeout_s=60)
+    redis.Redis.from_url(project.redis_url).flushdb()   # the broker forgets every task
+    assert len(project.sink.received) < 300, "the campaign finished before the flush"
+    snap = _sent_once_or_in_doubt(project, "flush", addresses)
+    assert snap["counts"]["sent"] == 300, snap["counts"]
+
+
+def test_tasks_lost_between_pop_and_ack_and_killed_workers_strand_nobody(project: Any) -> None:
+    project.sending["republish_after_s"] = 2
+    project.write_config()
+    addresses = make_campaign(project, "lost", 300)
+    project.sink.delay_s = 0.01
+    project.cli("launch", "lost")                        # no worker yet: all 300 tasks wait
+    client = redis.Redis.from_url(project.redis_url)
+    queue = project.ctx.settings.queue
+    # as workers that died after taking a task and before kombu recorded it as unacked
+    assert all(client.rpop(queue) for _ in range(25))
+    for round_ in range(3):                               # and SIGKILLed mid-send, repeatedly
+        group = project.workers(1)
+        assert project.sink.wait_for(50 * (round_ + 1), timeout_s=60)
+        group.kill(signal.SIGKILL)
+        for proc in group.procs:
+            proc.wait()
+    assert len(project.sink.received) < 300 - 25, "nothing was left to strand"
+    project.workers(2)
+    snap = _sent_once_or_in_doubt(project, "lost", addresses)
+    assert snap["counts"]["in_doubt"] <= 6, snap["counts"]
+    assert snap["counts"]["sent"] >= 294

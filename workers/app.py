@@ -78,8 +78,8 @@ def _fleet_loop(stop: threading.Event, what: str, every_s: float, lock: str, loc
 
 def _upkeep() -> None:
     from campaigns.lifecycle import maintenance
-    from workers.dispatch import enqueue
-    done = maintenance(context().db, enqueue, settings)
+    from workers.dispatch import enqueue, pending
+    done = maintenance(context().db, enqueue, settings, pending)
     if any(done.values()):
         log.info("ledger upkeep: %s", done)
 

@@ -2,7 +2,8 @@
 producer batch (measured here: ~2,000/s one by one, ~5,000/s batched)."""
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import Any, Sequence
 
 from workers.app import app, settings
 from workers.tasks import send_delivery
@@ -30,3 +31,37 @@ def release(ids: Sequence[int], priority: str) -> None:
     with app.producer_or_acquire() as producer, producer.batch(BATCH):
         for delivery_id in ids:
             send_delivery.apply_async((delivery_id,), producer=producer, queue=queue)
+
+
+#: kombu's Redis transport: a queue's list per priority step, and the hash of the tasks
+#: workers took but have not acknowledged (acks_late)
+_PRIORITY_SEP, _PRIORITY_STEPS, _UNACKED = "\x06\x16", (3, 6, 9), "unacked"
+
+
+@functools.cache
+def _broker_client() -> Any:
+    import redis
+
+    from campaigns.context import redis_url
+    return redis.Redis.from_url(redis_url(settings))
+
+
+def pending() -> int | None:
+    """Send tasks the broker holds: waiting in the send queues, taken by a worker and not yet
+    acknowledged (with their countdowns), or parked under a limit (campaigns.parking). None
+    for a broker other than Redis, which this cannot count."""
+    from campaigns.context import broker_url
+    from campaigns.parking import PREFIX
+    if not broker_url(settings).startswith(("redis", "rediss", "unix")):
+        return None
+    client = _broker_client()
+    keys = [q + suffix for q in (settings.queue, settings.retry_queue, settings.transactional_queue)
+            for suffix in ("", *(f"{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS))]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(key)
+    pipe.hlen(_UNACKED)
+    total = sum(int(n) for n in pipe.execute())
+    for key in client.scan_iter(match=PREFIX + "*", count=1000):
+        total += int(client.zcard(key))
+    return total
