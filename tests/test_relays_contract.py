@@ -308,12 +308,14 @@ def test_throttle_waits_as_the_provider_says(kind: str, wait_s: tuple[float, flo
     assert wait_s[0] <= caught.value.retry_after_s <= wait_s[1]
 
 
-def test_ses_daily_quota_waits_ten_minutes(arrange: Callable[[str, str], Setup]) -> None:
+def test_ses_daily_quota_is_our_account_refusing_us(arrange: Callable[[str, str], Setup]) -> None:
+    """The account's own daily sending quota is the relay refusing us (issue 14): the
+    campaign pauses, the recipient is never blamed; the hint is still ten minutes."""
     with pytest.raises(RelayTemporaryError) as caught:
         arrange("ses", "throttle").relay.send(message("quota@example.com"))
     err = caught.value
     assert err.retry_after_s == 600.0 and "Throttling" in (err.text or "")
-    assert _category(err) == "throttle"
+    assert _category(err) == "relay"
 
 
 def test_postmark_inactive_recipient_is_a_hard_refusal(arrange: Callable[[str, str], Setup]) -> None:
