@@ -201,7 +201,10 @@ def _delimiter(header: str) -> str:
     """The delimiter that splits the header line into an email column and the most other
     columns (`,` first on a tie: a one-column file)."""
     def score(delimiter: str) -> tuple[bool, int]:
-        cells = next(csv.reader([header], delimiter=delimiter), [])
+        try:
+            cells = next(csv.reader([header], delimiter=delimiter), [])
+        except csv.Error:   # reported with its line when the header is parsed
+            return False, 0
         return any(c.strip().lower() in EMAIL_HEADERS for c in cells), len(cells)
     return max(DELIMITERS, key=score)
 
@@ -219,9 +222,16 @@ def _numbered(reader: Any, skipped: int) -> Iterator[_Row]:
         except StopIteration:
             return
         except csv.Error as err:
-            cells, problem = [], f"cannot parse this row ({err}): check its quotes"
+            cells, problem = [], _csv_problem(err)
         done = reader.line_num
         yield start, cells, problem
+
+
+def _csv_problem(err: csv.Error) -> str:
+    if "field limit" in str(err):  # _csv's "field larger than field limit (131072)"
+        return (f"a field is longer than {csv.field_size_limit():,} characters; is this a CSV "
+                "file, with its quotes closed?")
+    return f"cannot parse this row ({err}): check its quotes"
 
 
 def _column(index: int) -> str:

@@ -142,7 +142,11 @@ def suppressions_import(file: Path) -> None:
 @supp_app.command("export")
 @handled
 def suppressions_export(file: Optional[Path] = typer.Argument(None, help="default: stdout")) -> None:
-    """Every suppression with its cause (source, category, delivery, bounce report) as CSV."""
+    """Every suppression with its cause (source, category, delivery, bounce report) as CSV.
+
+    A cell starting with = + - @, a tab or a carriage return gets a leading single quote, so
+    a spreadsheet shows it as text instead of running it as a formula; `suppressions import`
+    removes that quote."""
     import sys
 
     from campaigns import suppressions

@@ -4,7 +4,6 @@ Stored in the same normalised form as contacts (`audience.normalise_address`), s
 suppression matches whatever case the address had in the CSV file or the bounce."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
@@ -14,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns.audience import RowError, normalise_address
+from campaigns.csvsafe import SafeWriter, unescape_cell
 from campaigns.db import Database
 from campaigns.errors import InputError
 from campaigns.models import Suppression, utcnow
@@ -99,7 +99,8 @@ class SuppressionImport:
 def import_csv(db: Database, path: Path) -> SuppressionImport:
     """Suppress every address of a CSV file (an `email` column; optional `reason`, and
     `source`/`category` as `export_csv` writes them, so an export from another installation
-    imports with its causes). Bad rows are reported with their line and the rest imported;
+    imports with its causes; the quote `export_csv` prefixes to formula-like cells is
+    removed). Bad rows are reported with their line and the rest imported;
     a file that cannot be used at all raises InputError and changes nothing."""
     from campaigns.audience import _decoded_lines, _open_csv
     file = str(path)
@@ -115,7 +116,7 @@ def import_csv(db: Database, path: Path) -> SuppressionImport:
                     report.errors.append(RowError(line, "row", "", problem or (
                         f"expected {header.width} fields, got {len(cells)}"), file))
                     continue
-                raw = cells[header.email_index]
+                raw = unescape_cell(cells[header.email_index].strip())
                 try:
                     normalise_address(raw)
                 except ValueError as err:
@@ -123,7 +124,7 @@ def import_csv(db: Database, path: Path) -> SuppressionImport:
                     continue
 
                 def cell(name: str) -> str:
-                    return cells[named[name]].strip() if name in named else ""
+                    return unescape_cell(cells[named[name]].strip()) if name in named else ""
                 source = cell("source") or "import"
                 if add(db, raw, cell("reason") or "imported",
                        source if source in _SOURCES_KEPT else "import", cell("category") or None):
@@ -136,8 +137,10 @@ def import_csv(db: Database, path: Path) -> SuppressionImport:
 
 
 def export_csv(db: Database, out: IO[str]) -> int:
-    """Write every suppression with its cause as CSV (`CSV_COLUMNS`). Returns the count."""
-    writer = csv.writer(out)
+    """Write every suppression with its cause as CSV (`CSV_COLUMNS`). Returns the count.
+    A cell a spreadsheet would run as a formula (= + - @ tab CR first) gets a leading quote
+    (campaigns.csvsafe); `import_csv` removes it."""
+    writer = SafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     rows = list_all(db)
     for s in rows:
