@@ -27,7 +27,7 @@ from campaigns.webhooks import (Provider, WebhookConfig, WebhookError, WebhookRe
 try:
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError as err:  # pragma: no cover - depends on the installation
@@ -73,6 +73,11 @@ def create_app(settings: Settings, *, config: WebhookConfig | None = None,
             return JSONResponse({"error": "unknown provider"}, status_code=404)
         try:
             body = await _body(request)
+        except ClientDisconnect:    # nobody to answer: one line in the log, not a traceback
+            log.warning("webhook %s from %s: client disconnected before the end of the body",
+                        name, client)
+            return JSONResponse({"error": "client disconnected"}, status_code=400)
+        try:
             parts = WebhookRequest(body, {k.lower(): v for k, v in request.headers.items()},
                                    clock())
             result = await run_in_threadpool(process, provider, parts)

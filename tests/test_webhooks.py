@@ -845,3 +845,48 @@ def test_campaigns_api_serves_webhooks_over_http(site: Site) -> None:
     assert "webhook mailgun from 127.0.0.1: 403 signature does not match" in err
     for secret in (MAILGUN_KEY, POSTMARK_PASSWORD, "guessed"):
         assert secret not in out + err
+
+
+# ------------------------------------------------------------------------ hostile bodies
+def test_deeply_nested_json_with_valid_credentials_is_a_400(site: Site) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    answer = site.client.post("/webhooks/postmark", content=deep,
+                              auth=(POSTMARK_USER, POSTMARK_PASSWORD))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "field 'body': expected a JSON document"
+    for body in (b"\xff\xfe{", b'{"a": ' * 100_000):
+        answer = site.client.post("/webhooks/postmark", content=body,
+                                  auth=(POSTMARK_USER, POSTMARK_PASSWORD))
+        assert answer.status_code == 400, answer.text
+    assert site.rows(BounceEvent) == []
+
+
+def test_a_client_that_disconnects_mid_body_is_one_log_line(site: Site) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "api", "--listen",
+                             f"127.0.0.1:{port}"], env=site.env, cwd=site.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).json()["ok"] is True:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST /webhooks/postmark HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                         + b'{"RecordType": "Bounce", ' + b" " * 1000)
+            time.sleep(0.3)
+        time.sleep(0.5)
+        assert httpx.get(f"{base}/healthz", timeout=5).json()["ok"] is True
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert "webhook postmark from 127.0.0.1: client disconnected before the end of the body" \
+        in err
+    assert "Traceback" not in err and "Exception in ASGI application" not in err

@@ -117,9 +117,11 @@ class Provider:
 
 # ------------------------------------------------------------------------ reading bodies
 def load_json(body: bytes, what: str) -> Any:
+    """The JSON document in `body`; MalformedPayload (400) for anything that does not decode,
+    including nesting deeper than the parser's recursion limit (RecursionError)."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedPayload(what, "a JSON document") from None
 
 
