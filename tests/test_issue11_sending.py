@@ -1,0 +1,19 @@
+"""Issue 11: suppressions reach queued mail; blocks are retried; transactional mail has no
+List-Unsubscribe. Real workers, real Redis, a real SMTP sink."""
+from __future__ import annotations
+
+from tests.helpers import ledger, make_campaign
+
+
+def test_address_suppressed_after_launch_is_not_sent_and_row_is_suppressed(project):
+    addresses = make_campaign(project, "late", 20)
+    out = project.cli("launch", "late").stdout        # no worker yet: every row queued
+    assert "20 recipients added (0 suppressed)" in out
+    project.cli("suppressions", "add", "user7@example.test", "--reason", "asked by phone")
+    project.workers(2)
+    snap = project.wait_status("late")
+    assert snap["status"] == "finished", snap
+    assert snap["counts"]["suppressed"] == 1 and snap["counts"]["sent"] == 19
+    assert "user7@example.test" not in project.sink.counts()
+    assert sorted(project.sink.counts()) == sorted(a for a in addresses if a != addresses[7])
+    assert ledger(project, "late")["user7@example.test"] == ("suppressed", 0)
