@@ -10,6 +10,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -271,13 +272,39 @@ class Settings:
             raise ConfigError(f"unknown relay '{key}' (configured: {known})") from None
 
 
+# --- values in error messages: never a secret --------------------------------------------
+# A value is shown only from a known key whose name does not suggest a secret: a password
+# typed into the wrong key (password_env = "hunter2", a typo'd key) must not reach a
+# terminal, a log or a support ticket.
+_SECRET_WORDS = re.compile(r"pass|pwd|secret|token|key|credential|auth|private|signature", re.I)
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def shown(key: str, value: Any, *, known: bool = True) -> str:
+    """`value` as a ConfigError may show it: "got 'x'", or "(value not shown)" for a key
+    whose name suggests a secret (password, api_key, token, …) or a key we do not know."""
+    if not known or _SECRET_WORDS.search(key):
+        return "(value not shown)"
+    return f"got {value!r}"
+
+
+def env_var_problem(at: str, key: str, name: object) -> ConfigError:
+    """`KEY_env` names a variable that is not set. The name is shown only when it looks like
+    one (A_NAME_LIKE_THIS): otherwise it may well be the secret itself."""
+    text = str(name)
+    what = text if _ENV_NAME.fullmatch(text) else "a variable (name not shown: is it the secret itself?)"
+    return ConfigError(f"{at}: {key} names {what}, which is not set; expected the name of an "
+                       "environment variable holding the secret")
+
+
 def _clamp(name: str, value: Any, kind: type, low: float, where: str) -> Any:
     try:
         v = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}, got {value!r}") from None
+        raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}, "
+                          f"{shown(name, value)}") from None
     if v < low:
-        raise ConfigError(f"{where}: '{name}' must be >= {low}, got {v}")
+        raise ConfigError(f"{where}: '{name}' must be >= {low}, {shown(name, v)}")
     return v
 
 
@@ -301,14 +328,14 @@ def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
         if f"{key}_env" in raw:
             env_name = str(raw[f"{key}_env"])
             if env_name not in os.environ:
-                raise ConfigError(f"{at}: {key}_env names {env_name}, which is not set")
+                raise env_var_problem(at, f"{key}_env", env_name)
             return Secret(os.environ[env_name])
         return Secret(str(raw[key])) if key in raw else None
 
     def text(key: str) -> str | None:
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigError(f"{at}: {key} must be a non-empty string, got {value!r}")
+            raise ConfigError(f"{at}: {key} must be a non-empty string, {shown(key, value)}")
         return value.strip() if value else None
 
     kind = str(raw.get("kind", "smtp"))
@@ -319,7 +346,8 @@ def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     preset = smtp_preset(preset_name, at) if preset_name else None
     security = str(raw.get("security", preset.security if preset else "none")).lower()
     if security not in SECURITY_MODES:
-        raise ConfigError(f"{at}: security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+        raise ConfigError(f"{at}: security must be one of {', '.join(SECURITY_MODES)}, "
+                          f"{shown('security', security)}")
     default_port = {"none": 25, "starttls": 587, "tls": 465}[security]
     if preset and "security" not in raw:
         default_port = preset.port

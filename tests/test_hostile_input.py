@@ -72,3 +72,51 @@ def test_escape_is_undone_exactly() -> None:
     for text in ["=1", "'=1", "''=1", "'", "'a", "-", "", "a=b", "\r", "@", "+x", "'+x"]:
         assert unescape_cell(escape_cell(text)) == text
         assert not escape_cell(text).startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+# --- relay kinds and secrets in configuration errors -------------------------------------------
+
+def test_a_dotted_relay_kind_must_be_a_relay_class(project: Any) -> None:
+    cases = {"os:system": "os:system is a builtin_function_or_method, not a class "
+                          "implementing the relay protocol",
+             "builtins:dict": "builtins:dict does not implement the relay protocol "
+                              "(campaigns.relays.base.Relay): no open, send, close, check method"}
+    for kind, expected in cases.items():
+        project.extra_toml = f'[relays.bad]\nkind = "{kind}"\n'
+        project.write_config()
+        proc = project.cli("relays", "list", check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"relay 'bad': kind '{kind}': {expected}" in " ".join(proc.stderr.split())
+    project.extra_toml = '[relays.good]\nkind = "campaigns.relays.console:ConsoleRelay"\n'
+    project.write_config()
+    assert "good" in project.cli("relays", "list").stdout
+
+
+SECRET = "Hunter2-s3cret!"
+
+
+def test_a_secret_in_the_wrong_key_is_never_echoed(project: Any) -> None:
+    tables = [f'[relays.bad]\nkind = "smtp"\npassword_env = "{SECRET}"\n',
+              f'[relays.bad]\nkind = "sendgrid"\napi_key_env = "{SECRET}"\n',
+              f'[webhooks]\npostmark_user = "u"\npostmark_password_env = "{SECRET}"\n']
+    commands = [("relays", "list"), ("relays", "list"), ("api", "--listen", "127.0.0.1:1")]
+    for table, command in zip(tables, commands):
+        project.extra_toml = table
+        project.write_config()
+        proc = project.cli(*command, check=False, timeout=30)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr
+        assert "_env names a variable (name not shown" in proc.stderr, proc.stderr
+    project.extra_toml = '[relays.bad]\nkind = "smtp"\npassword_env = "NOT_SET_ANYWHERE_42"\n'
+    project.write_config()
+    assert "password_env names NOT_SET_ANYWHERE_42" in project.cli("relays", "list",
+                                                                  check=False).stderr
+
+
+def test_values_of_secret_or_unknown_keys_are_not_shown() -> None:
+    from campaigns.settings import shown
+    for key in ("password", "api_key", "secret_access_key", "token", "credentials",
+                "signing_key", "postmark_password_env"):
+        assert SECRET not in shown(key, SECRET)
+    assert SECRET not in shown("colour", SECRET, known=False)
+    assert shown("port", "abc") == "got 'abc'"

@@ -3,7 +3,8 @@
 A kind is resolved, once at start-up (settings call `validate_config` for every configured
 relay), as a built-in name, then an entry point in the group "campaigns.relays", then a dotted
 path "package.module:Class". The class is called with the RelayConfig and must implement
-campaigns.relays.base.Relay.
+campaigns.relays.base.Relay: anything else (a function such as `os:system`, a class without
+`send`) is a ConfigError at start-up.
 
 Built-ins are imported lazily: `ses` needs boto3 (extra "ses"), the HTTP APIs need httpx
 (extra "http"). A missing one is a ConfigError that names the extra to install, as in
@@ -139,6 +140,21 @@ def _import(name: str, kind: str, target: str) -> Callable[[RelayConfig], Relay]
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"relay '{name}': kind '{kind}': cannot load {target}: {err}") from err
-    if not callable(obj):
-        raise ConfigError(f"relay '{name}': kind '{kind}': {target} is not a class")
+    return _relay_class(name, kind, target, obj)
+
+
+_PROTOCOL = ("open", "send", "close", "check")   # the methods of campaigns.relays.base.Relay
+
+
+def _relay_class(name: str, kind: str, target: str, obj: object) -> Callable[[RelayConfig], Relay]:
+    """`obj` when it is a class with every method of the relay protocol, else ConfigError:
+    a dotted path may name anything importable (`os:system`), checked here at start-up."""
+    where = f"relay '{name}': kind '{kind}': {target}"
+    if not isinstance(obj, type):
+        raise ConfigError(f"{where} is a {type(obj).__name__}, not a class implementing the "
+                          "relay protocol (campaigns.relays.base.Relay)")
+    missing = [method for method in _PROTOCOL if not callable(getattr(obj, method, None))]
+    if missing:
+        raise ConfigError(f"{where} does not implement the relay protocol "
+                          f"(campaigns.relays.base.Relay): no {', '.join(missing)} method")
     return obj

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from campaigns.errors import ConfigError
-from campaigns.settings import Secret, Settings, check_table
+from campaigns.settings import Secret, Settings, check_table, env_var_problem, shown
 
 DEFAULT_LISTEN = "127.0.0.1:8025"
 #: Hosts SNS serves its signing certificates and subscription URLs from (AWS regions, and
@@ -118,7 +118,7 @@ def _secret(raw: dict[str, Any], name: str, at: str, env: Mapping[str, str]) -> 
     if f"{name}_env" in raw:
         var = str(raw[f"{name}_env"])
         if not env.get(var):
-            raise ConfigError(f"{at}: {name}_env names {var}, which is not set")
+            raise env_var_problem(at, f"{name}_env", var)
         return Secret(env[var].strip())
     if name in raw:
         if not isinstance(raw[name], str) or not raw[name].strip():
@@ -173,7 +173,8 @@ def _seconds(name: str, value: Any, at: str) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{at}: '{name}' must be a number of seconds, got {value!r}") from None
+        raise ConfigError(f"{at}: '{name}' must be a number of seconds, "
+                          f"{shown(name, value)}") from None
     if seconds < 1:
         raise ConfigError(f"{at}: '{name}' must be >= 1, got {seconds:g}")
     return seconds
