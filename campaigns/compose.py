@@ -114,11 +114,16 @@ def load_attachment(rt: CampaignRuntime, policy: AttachmentPolicy, address: str,
 
 def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
            attributes: Mapping[str, Any]) -> tuple[Rendered, str | None]:
+    """The rendered parts and the List-Unsubscribe URL (None for transactional mail and
+    for copies that are not a delivery)."""
     sender = rt.builder.envelope_from
     url = unsubscribe_url(settings, delivery_id, sender)
     context = build_context(email=address, attributes=attributes, campaign_name=rt.name,
                             unsubscribe_url=url, extra=rt.extra)
-    list_url = url if settings.unsubscribe_url and delivery_id is not None else None
+    # List-Unsubscribe (RFC 8058) belongs to bulk mail only: an invoice or an order
+    # confirmation is not a subscription, and the header invites a mailbox to offer it as one
+    bulk = rt.priority != "transactional"
+    list_url = url if bulk and settings.unsubscribe_url and delivery_id is not None else None
     return rt.template.render(context), list_url
 
 

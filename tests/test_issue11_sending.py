@@ -2,7 +2,7 @@
 List-Unsubscribe. Real workers, real Redis, a real SMTP sink."""
 from __future__ import annotations
 
-from tests.helpers import ledger, make_campaign
+from tests.helpers import ledger, make_campaign, parse
 
 
 def test_address_suppressed_after_launch_is_not_sent_and_row_is_suppressed(project):
@@ -17,3 +17,20 @@ def test_address_suppressed_after_launch_is_not_sent_and_row_is_suppressed(proje
     assert "user7@example.test" not in project.sink.counts()
     assert sorted(project.sink.counts()) == sorted(a for a in addresses if a != addresses[7])
     assert ledger(project, "late")["user7@example.test"] == ("suppressed", 0)
+
+
+def test_transactional_mail_has_no_list_unsubscribe_bulk_mail_has(project):
+    make_campaign(project, "invoices", rows=[("inv@example.test", "I", "x")],
+                  priority="transactional")
+    make_campaign(project, "news", rows=[("news@example.test", "N", "y")])
+    project.workers(1)
+    project.cli("launch", "invoices")
+    project.cli("launch", "news")
+    assert project.wait_status("invoices")["counts"]["sent"] == 1
+    assert project.wait_status("news")["counts"]["sent"] == 1
+    received = {r.rcpt: parse(r.data) for r in project.sink.received}
+    invoice, newsletter = received["inv@example.test"], received["news@example.test"]
+    assert invoice["List-Unsubscribe"] is None and invoice["List-Unsubscribe-Post"] is None
+    assert newsletter["List-Unsubscribe"].startswith("<https://news.example.test/u/")
+    assert newsletter["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
