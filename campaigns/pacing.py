@@ -4,7 +4,6 @@ relay's bulk share, its receiver's domain group, its campaign), their current va
 from __future__ import annotations
 
 import random
-import re
 import time
 from datetime import date, datetime
 from typing import Any, Callable
@@ -29,21 +28,6 @@ MAX_SPINS = 3
 OBSERVED = ("relay:", "domain:")
 #: seconds of observed sending a throttle of an unconfigured target halves
 OBSERVED_WINDOW_S = 10
-
-_THROTTLE_TEXT = re.compile(
-    r"too many (connections|messages|recipients)|try again later|rate.?limit|throttl|"
-    r"temporarily deferred|slow down|exceeded .*(rate|limit)", re.I)
-
-
-def is_throttle(err: RelayTemporaryError) -> bool:
-    """A receiver (or relay) asking us to slow down: 421, 450/451/452 with 4.7.x, HTTP 429,
-    or texts like "too many connections", "try again later", "rate limited", "Throttling"."""
-    if err.code in (421, 429):
-        return True
-    if err.enhanced and err.enhanced.startswith("4.7."):
-        return True
-    return bool(_THROTTLE_TEXT.search(err.text or str(err)))
-
 
 # A denied message books the next free slot of the limit that stopped it, within a horizon,
 # so re-queued messages come back spread at the limit's own pace instead of all at once.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from campaigns.compose import AttachmentError, attachment_path, compose, load_runtime
+from campaigns.attachments import AttachmentError
+from campaigns.compose import attachment_path, compose, load_runtime
 from campaigns.db import Database
 from campaigns.errors import CampaignsError, InputError, TemplateRenderError
 from campaigns.models import Campaign, Contact, ListMember

@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
 
 from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
-from campaigns.compose import (AttachmentError, CampaignRuntime, compose, load_runtime,
-                               return_path)
+from campaigns.attachments import AttachmentError
+from campaigns.compose import CampaignRuntime, compose, load_runtime, return_path
 from campaigns.db import Database
 from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.models import (PENDING, Campaign, Contact, Delivery, DeliveryStatus, Suppression,
                               utcnow)
-from campaigns.pacing import Pacer, is_throttle
+from campaigns.pacing import Pacer
 from campaigns.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings
@@ -258,16 +258,16 @@ class Sender:
                 return self._relay_refused(rt, delivery_id, err)
             except (RelayTemporaryError, RelayPermanentError) as err:
                 verdict = _verdict(err)
-                down = isinstance(err, RelayTemporaryError) and err.relay_down
+                down = err if isinstance(err, RelayTemporaryError) and err.relay_down else None
                 # the relay cannot be reached, or refuses us: its breaker; in a pool, the next
-                if down or verdict.category == BounceCategory.RELAY:
+                if down is not None or verdict.category == BounceCategory.RELAY:
                     self._trip(relay)
                     nxt = self._failover(rt, route, relay, message)
                     if nxt is not None:
                         relay = nxt
                         continue
-                if down:
-                    return self._relay_down(rt, delivery_id, relay, err)
+                if down is not None:
+                    return self._relay_down(rt, delivery_id, relay, down)
                 return self._failed(rt, delivery_id, attempts, message, err, relay, verdict)
             except RelayInDoubt as err:
                 return self._record(delivery_id, "in_doubt", err, relay=relay)
@@ -323,8 +323,8 @@ class Sender:
                 str(err), code=err.code, enhanced=err.enhanced, text=err.text))
         temporary = err if isinstance(err, RelayTemporaryError) else None
         hint = temporary.retry_after_s if temporary else None
-        if self.pacer is not None and temporary is not None and (
-                verdict.category == BounceCategory.THROTTLE or is_throttle(temporary)):
+        if (self.pacer is not None and temporary is not None
+                and verdict.category == BounceCategory.THROTTLE):
             # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
             hint = self.pacer.throttled(relay, message.recipient, temporary)
             return self._record(delivery_id, "deferred", err, retry_in_s=backoff_s(
