@@ -7,6 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from campaigns import suppressions
 from campaigns.csvsafe import escape_cell, unescape_cell
 
@@ -120,3 +122,12 @@ def test_values_of_secret_or_unknown_keys_are_not_shown() -> None:
         assert SECRET not in shown(key, SECRET)
     assert SECRET not in shown("colour", SECRET, known=False)
     assert shown("port", "abc") == "got 'abc'"
+
+
+def test_the_bounce_mailbox_password_env_is_never_echoed() -> None:
+    from campaigns.bounces.imap import parse_imap_config
+    from campaigns.errors import InputError
+    with pytest.raises(InputError) as info:
+        parse_imap_config({"host": "127.0.0.1", "user": "b", "password_env": SECRET},
+                          "campaigns.toml [bounces.imap]")
+    assert SECRET not in str(info.value) and "name not shown" in str(info.value)

@@ -147,7 +147,8 @@ def _password(raw: dict[str, Any], where: str) -> Secret:
     if "password_env" in raw:
         name = raw["password_env"]
         if not isinstance(name, str) or name not in os.environ:
-            raise InputError(f"expected the name of a set environment variable (got {name!r})",
+            from campaigns.settings import env_var_problem
+            raise InputError(str(env_var_problem("[bounces.imap]", "password_env", name)),
                              file=where, field="password_env")
         return Secret(os.environ[name])
     value = raw.get("password")
