@@ -1,6 +1,7 @@
 """`campaigns bounces report NAME`: what came back for one campaign, from the bounce record."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -13,12 +14,21 @@ from campaigns.rates import DomainGroups
 from campaigns.settings import Settings
 
 TOP = 10
+#: an address in a diagnostic, with its angle brackets when it has them
+_ADDRESS = re.compile(r"<?[^\s<>@\"'(),;:\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+>?")
+
+
+def mask_addresses(text: str) -> str:
+    """`text` with every e-mail address replaced by `<address>`, so diagnostics that differ
+    only by their recipient count as one."""
+    return _ADDRESS.sub("<address>", text)
 
 
 def report(db: Database, settings: Settings, name: str) -> dict[str, Any]:
     """Final reports only (a delay notice is not an outcome), one per address and category:
     counts by category, by reason and by receiver domain group (the domain itself when it
-    is in no group), the most frequent diagnostic texts, and the ledger's counts."""
+    is in no group), the most frequent diagnostic texts (addresses masked), and the
+    ledger's counts."""
     with db.session() as s:
         campaign = get_campaign(s, name)
         rows = s.execute(select(BounceEvent.address, BounceEvent.category, BounceEvent.reason,
@@ -43,7 +53,7 @@ def report(db: Database, settings: Settings, name: str) -> dict[str, Any]:
         by_group[groups.group(domain) or domain] += 1
         by_source[source] += 1
         if diagnostic and category not in ("delivered", "autoreply"):
-            texts[" ".join(diagnostic.split())[:200]] += 1
+            texts[mask_addresses(" ".join(diagnostic.split()))[:200]] += 1
     ledger = counts(db, name)
     return {"campaign": name, "status": ledger["status"], "reason": ledger["reason"],
             "ledger": ledger["counts"], "reports": sum(by_category.values()),

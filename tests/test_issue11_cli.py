@@ -1,0 +1,36 @@
+"""Issue 11: what the CLI says (bounce report, help texts, relaunch, a missing config)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+
+from campaigns import intake, lifecycle
+from campaigns.bounces import BounceReport
+from campaigns.models import Delivery
+from tests.helpers import make_campaign
+
+
+def test_bounce_report_groups_diagnostics_that_differ_only_by_address(project: Any) -> None:
+    addresses = [f"gone{i}@example.test" for i in range(10)]
+    make_campaign(project, "masked", rows=[(a, "N", "C") for a in addresses])
+    lifecycle.launch(project.ctx.db, project.ctx.settings, "masked", lambda *a, **k: None)
+    with project.ctx.db.session() as s:
+        s.execute(update(Delivery).values(status="sent"))
+        ids = dict(s.execute(select(Delivery.address, Delivery.id)).all())
+    hard = BounceReport.of("userunknown")
+    for i, address in enumerate(addresses):
+        text = (f"host mx.example.test said: 550 5.1.1 <{address}>: Recipient address "
+                "rejected: User unknown" if i < 9 else f"{address}: mailbox {address} disabled")
+        report = BounceReport(hard.category, hard.permanent, hard.reason, recipient=address,
+                              status="5.1.1", diagnostic=text)
+        intake.apply(project.ctx.db, project.ctx.settings, report, source="file",
+                     delivery_id=ids[address], key=f"k{i}", address=address)
+    data = json.loads(project.cli("bounces", "report", "masked", "--json").stdout)
+    assert data["top_diagnostics"] == [
+        {"text": "host mx.example.test said: 550 5.1.1 <address>: Recipient address rejected:"
+                 " User unknown", "count": 9},
+        {"text": "<address>: mailbox <address> disabled", "count": 1}]
+    text = project.cli("bounces", "report", "masked").stdout
+    assert "gone3@example.test" not in text and "    9  host mx.example.test" in text
