@@ -66,9 +66,13 @@ def launch(name: str,
     report = lifecycle.launch(c.db, c.settings, name, enqueue_fn())
     for warning in report.warnings:
         err.print(f"warning: {warning}")
-    verb = "relaunched" if report.relaunch else "launched"
-    out.print(f"campaign '{name}' {verb}: {report.added} recipients added "
-              f"({report.suppressed} suppressed), {report.enqueued} queued for sending")
+    added = f"{report.added} recipients added ({report.suppressed} suppressed)"
+    if not report.relaunch:
+        out.print(f"campaign '{name}' launched: {added}, {report.enqueued} queued for sending")
+        return
+    # nothing is sent twice: the queued rows were published again, claims keep them single
+    out.print(f"campaign '{name}' already {report.was}: {report.queued} queued"
+              + (f"; {added}" if report.added else ""))
 
 
 @app.command("pause")

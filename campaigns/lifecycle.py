@@ -90,7 +90,9 @@ class LaunchReport:
     added: int = 0
     suppressed: int = 0
     enqueued: int = 0
-    relaunch: bool = False
+    relaunch: bool = False      # it was already sending (or waiting): nothing new starts
+    was: str = ""               # its status before this launch
+    queued: int = 0             # on a relaunch: its rows still queued
     warnings: list[str] = field(default_factory=list)
 
 
@@ -107,10 +109,13 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
         raise StateError(f"campaign '{name}' is {campaign.status}; create a new one to send again")
     if campaign.status == CampaignStatus.PAUSED.value:
         raise StateError(f"campaign '{name}' is paused; use `campaigns resume {name}`")
-    report = LaunchReport(campaign=name, relaunch=campaign.status in ("sending", "waiting"))
+    report = LaunchReport(campaign=name, relaunch=campaign.status in ("sending", "waiting"),
+                          was=campaign.status)
     if not report.relaunch:
         report.warnings = run_preflight(db, settings, campaign)
     report.added, report.suppressed = _expand(db, campaign, settings.sending.expand_batch)
+    if report.relaunch:
+        report.queued = _status_counts(db, campaign.id).get(DeliveryStatus.QUEUED.value, 0)
     closed = _window_closed(campaign, utcnow())
     if campaign.status == "waiting" and closed:
         return report  # the upkeep publishes its rows when the window opens

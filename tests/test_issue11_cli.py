@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from campaigns import intake, lifecycle
+from campaigns.audience import import_contacts
 from campaigns.bounces import BounceReport
 from campaigns.models import Delivery
-from tests.helpers import make_campaign
+from tests.helpers import make_campaign, write_csv
 
 
 def test_bounce_report_groups_diagnostics_that_differ_only_by_address(project: Any) -> None:
@@ -34,3 +35,17 @@ def test_bounce_report_groups_diagnostics_that_differ_only_by_address(project: A
         {"text": "<address>: mailbox <address> disabled", "count": 1}]
     text = project.cli("bounces", "report", "masked").stdout
     assert "gone3@example.test" not in text and "    9  host mx.example.test" in text
+
+
+def test_launch_of_a_sending_campaign_says_already_sending_with_its_queued_rows(project: Any) -> None:
+    make_campaign(project, "twice", 10)
+    first = project.cli("launch", "twice").stdout     # no worker: the rows stay queued
+    assert "launched: 10 recipients added (0 suppressed), 10 queued for sending" in first
+    again = project.cli("launch", "twice").stdout
+    assert again.strip() == "campaign 'twice' already sending: 10 queued"
+    more = write_csv(project.root / "more.csv", [("late1@example.test", "L", "1"),
+                                                 ("late2@example.test", "L", "2")])
+    import_contacts(project.ctx.db, more, "twice-list")
+    grown = project.cli("launch", "twice").stdout
+    assert grown.strip() == ("campaign 'twice' already sending: 12 queued; "
+                             "2 recipients added (0 suppressed)")
