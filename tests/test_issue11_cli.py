@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -49,3 +52,33 @@ def test_launch_of_a_sending_campaign_says_already_sending_with_its_queued_rows(
     grown = project.cli("launch", "twice").stdout
     assert grown.strip() == ("campaign 'twice' already sending: 12 queued; "
                              "2 recipients added (0 suppressed)")
+
+
+def _run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_without_a_config_the_error_says_where_it_looked_and_names_campaigns_config(
+        project: Any, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in project.env.items() if k != "CAMPAIGNS_CONFIG"}
+    env["CAMPAIGNS_DATA_DIR"] = str(elsewhere / "data")
+    csv_path = write_csv(elsewhere / "l.csv", [("a@example.test", "A", "1")])
+    (elsewhere / "t.html").write_text("<p>hi</p>", encoding="utf-8")
+    assert _run("contacts", "import", str(csv_path), "--list", "l", cwd=elsewhere,
+                env=env).returncode == 0
+    assert _run("templates", "add", "t", "--subject", "s", "--html", "t.html", cwd=elsewhere,
+                env=env).returncode == 0
+    create = ("create", "c", "--list", "l", "--template", "t", "--from", "x@example.test")
+    proc = _run(*create, cwd=elsewhere, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    message = " ".join(proc.stderr.split())
+    assert f"looked for {elsewhere / 'campaigns.toml'}, {elsewhere / 'data' / 'campaigns.toml'}" \
+        in message, message
+    assert "CAMPAIGNS_CONFIG=" in message
+    # a config in the data dir is found without CAMPAIGNS_CONFIG
+    (elsewhere / "data" / "campaigns.toml").write_bytes(
+        (project.root / "campaigns.toml").read_bytes())
+    assert _run(*create, cwd=elsewhere, env=env).returncode == 0
