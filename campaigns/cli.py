@@ -99,6 +99,7 @@ def contacts_lists() -> None:
 @supp_app.command("add")
 @handled
 def suppressions_add(address: str, reason: str = typer.Option("manual", help="Why")) -> None:
+    """Never mail ADDRESS again (queued mail to it included)."""
     from campaigns import suppressions
     added = suppressions.add(ctx().db, address, reason)
     out.print("suppressed" if added else "already suppressed")
@@ -107,6 +108,7 @@ def suppressions_add(address: str, reason: str = typer.Option("manual", help="Wh
 @supp_app.command("remove")
 @handled
 def suppressions_remove(address: str) -> None:
+    """Lift the suppression of ADDRESS: it may be mailed again."""
     from campaigns import suppressions
     removed = suppressions.remove(ctx().db, address)
     out.print("removed" if removed else "not suppressed")
@@ -175,6 +177,7 @@ def templates_add(name: str, subject: str = typer.Option(..., "--subject"),
 @templates_app.command("list")
 @handled
 def templates_list() -> None:
+    """Every template: name and subject."""
     from campaigns.templates import list_templates
     for t in list_templates(ctx().db):
         out.print(f"{t['name']}\t{t['subject']}")

@@ -12,7 +12,7 @@ from campaigns.cli import app, ctx, handled, out
 @app.command("api")
 @handled
 def api_serve(listen: Optional[str] = typer.Option(
-        None, "--listen", help="HOST:PORT (default [webhooks] listen, 127.0.0.1:8025)")) -> None:
+        None, "--listen", help="HOST:PORT (default \\[webhooks] listen, 127.0.0.1:8025)")) -> None:
     """Receive provider webhooks (SES via SNS, SendGrid, Mailgun, Postmark) and apply their
     bounces, complaints and deliveries to the ledger, until SIGTERM or Ctrl-C. Put it
     behind an https reverse proxy: providers post credentials and signed events."""

@@ -50,9 +50,9 @@ def bounces_process(files: list[Path]) -> None:
 @bounces_app.command("serve")
 @handled
 def bounces_serve(listen: Optional[str] = typer.Option(None, "--listen",
-                                                       help="HOST:PORT (default [bounces] listen)"),
+                                                       help="HOST:PORT (default \\[bounces] listen)"),
                   domain: Optional[str] = typer.Option(None, "--domain",
-                                                       help="default [bounces] domain")) -> None:
+                                                       help="default \\[bounces] domain")) -> None:
     """Receive returned messages by SMTP for the bounce domain and apply them to the ledger
     until SIGTERM or Ctrl-C."""
     from campaigns.errors import InputError
@@ -77,7 +77,7 @@ def bounces_serve(listen: Optional[str] = typer.Option(None, "--listen",
 @bounces_app.command("poll")
 @handled
 def bounces_poll() -> None:
-    """Fetch new messages from the [bounces.imap] mailbox once and apply them (workers do
+    r"""Fetch new messages from the \[bounces.imap] mailbox once and apply them (workers do
     this every `imap_every_s`)."""
     from campaigns.errors import ConfigError
     from campaigns.intake import poll_mailbox

@@ -107,7 +107,7 @@ def schedules_runs(name: str, as_json: bool = typer.Option(False, "--json")) -> 
 @app.command("beat")
 @handled
 def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
-    """Start the scheduler: every `[schedules] tick_s` it asks a worker to launch due
+    r"""Start the scheduler: every `\[schedules] tick_s` it asks a worker to launch due
     scheduled and recurring runs. Safe to run twice (each run is launched once)."""
     import os
     import sys

@@ -82,3 +82,17 @@ def test_without_a_config_the_error_says_where_it_looked_and_names_campaigns_con
     (elsewhere / "data" / "campaigns.toml").write_bytes(
         (project.root / "campaigns.toml").read_bytes())
     assert _run(*create, cwd=elsewhere, env=env).returncode == 0
+
+
+def test_help_texts_keep_section_names_and_describe_every_command(project: Any) -> None:
+    env = {**project.env, "COLUMNS": "200"}
+    serve = _run("bounces", "serve", "--help", cwd=project.root, env=env).stdout
+    assert "HOST:PORT (default [bounces] listen)" in serve and "default [bounces] domain" in serve
+    assert "[bounces.imap] mailbox" in _run("bounces", "poll", "--help", cwd=project.root,
+                                             env=env).stdout
+    assert "`[schedules] tick_s`" in _run("beat", "--help", cwd=project.root, env=env).stdout
+    for group, commands in (("suppressions", ("add", "remove")), ("templates", ("list",))):
+        listing = _run(group, "--help", cwd=project.root, env=env).stdout
+        for command in commands:
+            line = next(li for li in listing.splitlines() if f"│ {command} " in li)
+            assert line.strip("│ ").removeprefix(command).strip(), (group, command, line)
