@@ -34,3 +34,22 @@ def test_transactional_mail_has_no_list_unsubscribe_bulk_mail_has(project):
     assert newsletter["List-Unsubscribe"].startswith("<https://news.example.test/u/")
     assert newsletter["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
+
+def test_554_spam_block_is_retried_then_failed_and_550_user_unknown_bounced_at_once(project):
+    from campaigns.sink import Rule
+    project.sink.rules.append(Rule(pattern=r"^spam", code=554,
+                                   text="5.7.1 Message rejected as spam"))
+    make_campaign(project, "blocks", rows=[("spam1@example.test", "S", "x"),
+                                           ("bounce1@example.test", "B", "y"),
+                                           ("fine@example.test", "F", "z")])
+    project.workers(1)
+    project.cli("launch", "blocks")
+    snap = project.wait_status("blocks")
+    assert snap["status"] == "finished", snap
+    book = ledger(project, "blocks")
+    max_attempts = 3    # the test config's [sending] max_attempts
+    assert book["spam1@example.test"] == ("failed", max_attempts)
+    assert project.sink.attempts("spam1@example.test") == max_attempts
+    assert book["bounce1@example.test"] == ("bounced", 1)
+    assert project.sink.attempts("bounce1@example.test") == 1
+    assert book["fine@example.test"] == ("sent", 1)
