@@ -5,17 +5,15 @@ a refusal is followed by RSET (the connection stays usable); a drop or a 421 bef
 was sent in full means reconnect (bounded, jittered backoff) and try again; a drop after the
 body, before the final reply, is RelayInDoubt and never resent here. smtplib/socket/ssl errors
 are translated in `_connect_error` (connecting) and `_send_once` (sending), without the password.
+Replies are read by campaigns.relays.smtp_replies.
 """
 from __future__ import annotations
 
-import re
-import select
 import smtplib
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, TypeVar
 
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential,
@@ -24,81 +22,17 @@ from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wai
 from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError)
 from campaigns.relays.base import OutgoingMessage, SendResult
+from campaigns.relays.smtp_client import (Client, NoGreeting, default_helo, dot_stuffed,
+                                          greeting_s, peer_closed)
+from campaigns.relays.smtp_replies import parse_reply, queued_as, reply_error, retry_after_s
 from campaigns.settings import SECURITY_MODES, RelayConfig
 
+__all__ = ["SmtpRelay", "parse_reply", "reply_error", "retry_after_s"]
+
 T = TypeVar("T")
-
-# --- replies -------------------------------------------------------------------------------
-
-_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s*")          # RFC 3463, "2.0.0 Ok"
-# "451 4.7.1 Greylisted, retry after 300 seconds", "try again in 5 minutes"
-_RETRY_AFTER = re.compile(r"(?:retry|try again)\s+(?:after|in)\s+(\d+)\s*"
-                          r"(seconds?|secs?|s|minutes?|mins?|m|hours?|h)\b", re.I)
-# Postfix: "250 2.0.0 Ok: queued as 4ZK0mR5m7Tz9sT"
-_QUEUED_AS = re.compile(r"\bqueued as\s+([^\s;,]+)", re.I)
-# Our relay refusing to relay for us, not the recipient's domain refusing the recipient:
-#   Postfix  "554 5.7.1 <x@y>: Relay access denied"      Sendmail "550 5.7.1 <x@y>... Relaying denied"
-#   Exim     "550 relay not permitted"                   Exchange "550 5.7.54 Unable to relay recipient"
-#   qmail    "553 sorry, that domain isn't in my list of allowed rcpthosts"
-# (Not a bare "relay": Postfix says "550 5.1.1 <x@y>: User unknown in relay recipient table".)
-_RELAY_DENIED = re.compile(r"relay(?:ing)?\s+(?:access\s+)?(?:denied|not\s+(?:permitted|allowed))"
-                           r"|not\s+permitted\s+to\s+relay|unable\s+to\s+relay|allowed\s+rcpthosts",
-                           re.I)
-_AUTH_TEXT = re.compile(r"authenticat|credentials|\bauth\b", re.I)
-_AUTH_ENHANCED = re.compile(r"5\.7\.[0-8]")
-_AUTH_CODES = frozenset({530, 534, 535, 538})   # auth required / too weak / failed / needs TLS
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def parse_reply(msg: bytes | str) -> tuple[str | None, str]:
-    """Split a reply text (smtplib joins lines with LF) into its enhanced status code and
-    one line of text without it: b"2.0.0 Ok: queued" -> ("2.0.0", "Ok: queued")."""
-    raw = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
-    enhanced: str | None = None
-    parts = []
-    for line in raw.splitlines():
-        m = _ENHANCED.match(line)
-        if m:
-            enhanced = enhanced or m.group(1)
-            line = line[m.end():]
-        if line.strip():
-            parts.append(line.strip())
-    return enhanced, " ".join(parts)
-
-
-def retry_after_s(text: str) -> float | None:
-    """The server's "retry after N seconds/minutes/hours" hint, in seconds."""
-    m = _RETRY_AFTER.search(text)
-    if not m:
-        return None
-    unit = m.group(2).lower()
-    return float(m.group(1)) * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1)
-
-
-def _refuses_us(code: int, enhanced: str | None, text: str, stage: str) -> bool:
-    if code in _AUTH_CODES:
-        return True
-    if stage == "RCPT" and code in (550, 551, 553, 554) and _RELAY_DENIED.search(text):
-        return True
-    return bool(enhanced and _AUTH_ENHANCED.fullmatch(enhanced) and _AUTH_TEXT.search(text))
-
-
-def reply_error(code: int, msg: bytes | str, *, stage: str, subject: str,
-                before_mail: bool = False) -> RelayError:
-    """The error for a refusal `code msg` at `stage` ("MAIL", "RCPT", "DATA", "end of DATA"):
-    RelayConfigError when our relay refuses us (any 5xx `before_mail`: greeting, EHLO, TLS;
-    any 5xx to MAIL FROM: the sender address is ours, no recipient is involved yet), else
-    RelayTemporaryError for 4xx and RelayPermanentError for 5xx."""
-    enhanced, text = parse_reply(msg)
-    reply = " ".join(p for p in (str(code), enhanced, text) if p)
-    kw: dict[str, Any] = {"code": code, "enhanced": enhanced, "text": text}
-    if _refuses_us(code, enhanced, text, stage) or ((before_mail or stage == "MAIL") and code >= 500):
-        return RelayConfigError(f"the relay refuses us at {subject}: {reply}", **kw)
-    if 400 <= code < 500:
-        return RelayTemporaryError(f"{subject} deferred: {reply}", retry_after_s=retry_after_s(text), **kw)
-    if 500 <= code < 600:
-        return RelayPermanentError(f"{subject} refused: {reply}", **kw)
-    return RelayTemporaryError(f"{subject}: unexpected reply {reply}", **kw)
+# ssl reasons for a TLS handshake answered in plain text (a plain or STARTTLS port)
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
+                      "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"})
 
 
 class _ConnectionLost(Exception):
@@ -123,34 +57,6 @@ class _Steps:
     """The handshake steps done so far (lines for check()) and the one in progress."""
     lines: list[str] = field(default_factory=list)
     current: str = "connect"
-
-
-@cache
-def _default_helo() -> str:
-    # What smtplib would use (FQDN or [address]), computed once: it may cost a DNS lookup.
-    return smtplib.SMTP().local_hostname
-
-
-def _peer_closed(conn: smtplib.SMTP) -> bool:
-    """True when an idle connection has something to read: EOF or an unsolicited 421 (servers
-    close idle connections). Costs one poll(), no round trip."""
-    sock = conn.sock
-    if sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-        return True
-    try:
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError):
-        return True
-
-
-def _dot_stuffed(data: bytes) -> bytes:
-    """The DATA payload: leading dots doubled, ending CRLF.CRLF (as smtplib.SMTP.data)."""
-    body = _LEADING_DOT.sub(b"..", data)
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return body + b".\r\n"
 
 
 def _restated(err: RelayError, message: str) -> RelayError:
@@ -241,7 +147,7 @@ class SmtpRelay:
             raise lost.temporary(f"{lost} (gave up after {self.reconnect_attempts} attempts)") from lost
 
     def _connection(self) -> smtplib.SMTP:
-        if self._conn is not None and not _peer_closed(self._conn):
+        if self._conn is not None and not peer_closed(self._conn):
             return self._conn
         self._drop()
         self._conn = self._connect(_Steps())
@@ -280,11 +186,12 @@ class SmtpRelay:
     def _client(self) -> smtplib.SMTP:
         # Host given to the constructor: smtplib verifies the TLS certificate against it.
         cfg = self._config
-        helo = cfg.helo_name or _default_helo()
+        helo = cfg.helo_name or default_helo()
         if cfg.security == "tls":
             return smtplib.SMTP_SSL(cfg.host, cfg.port, local_hostname=helo, timeout=cfg.timeout_s,
                                     context=self._tls_context())
-        return smtplib.SMTP(cfg.host, cfg.port, local_hostname=helo, timeout=cfg.timeout_s)
+        return Client(cfg.host, cfg.port, local_hostname=helo, timeout=cfg.timeout_s,
+                       greeting_s=greeting_s(cfg.timeout_s))
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -345,8 +252,13 @@ class SmtpRelay:
         if isinstance(err, ssl.SSLCertVerificationError):
             return RelayConfigError(f"TLS certificate verification failed for {where}: "
                                     f"{err.verify_message} (set ca_file, or tls_verify = false)")
+        if isinstance(err, NoGreeting):
+            return RelayConfigError(
+                f"no SMTP greeting from {where} within {greeting_s(cfg.timeout_s):g} s"
+                ": is this an implicit-TLS port (465)? use security = \"tls\"")
         if isinstance(err, ssl.SSLError):
-            return RelayConfigError(f"TLS handshake with {where} failed at {step}: {err.reason or err}")
+            return RelayConfigError(f"TLS handshake with {where} failed at {step}: "
+                                    f"{err.reason or err}{self._plain_text_hint(err)}")
         if isinstance(err, smtplib.SMTPAuthenticationError) and err.smtp_code >= 500:
             enhanced, text = parse_reply(err.smtp_error)
             reply = " ".join(p for p in (str(err.smtp_code), enhanced, text) if p)
@@ -365,6 +277,14 @@ class SmtpRelay:
             return RelayConfigError(f"{step}: non-ASCII characters cannot be sent here")
         return RelayConfigError(f"{step} failed on {where}: {err}")  # e.g. AUTH not offered
 
+    def _plain_text_hint(self, err: ssl.SSLError) -> str:
+        """Why implicit TLS met a server answering in plain text, and the fix."""
+        if self._config.security != "tls" or err.reason not in _NOT_TLS:
+            return ""
+        return (f" (the server answered in plain text: is {self._config.port} a plain or "
+                "STARTTLS port such as 587 or 25? use security = \"starttls\" there; "
+                "security = \"tls\" is for implicit-TLS ports such as 465)")
+
     # --- sending ---------------------------------------------------------------------------
 
     def _send_once(self, message: OutgoingMessage) -> SendResult:
@@ -382,7 +302,7 @@ class SmtpRelay:
             self._expect(conn, code, msg, "DATA", f"DATA for <{message.recipient}>", 354)
             # A failure while sending the body: the final "." was not sent, nothing accepted.
             stage = "the message body"
-            conn.send(_dot_stuffed(message.data))
+            conn.send(dot_stuffed(message.data))
             stage = "final reply"        # the body is out: from here a loss is in doubt
             code, msg = conn.getreply()
         except smtplib.SMTPNotSupportedError as err:      # MAIL with SMTPUTF8 not offered
@@ -426,8 +346,7 @@ class SmtpRelay:
                   message: OutgoingMessage) -> SendResult:
         if 200 <= code < 300:
             enhanced, text = parse_reply(msg)
-            queued = _QUEUED_AS.search(text)
-            return SendResult(code, enhanced, text, queued.group(1) if queued else None)
+            return SendResult(code, enhanced, text, queued_as(text))
         if code == 421:
             self._drop()
         raise reply_error(code, msg, stage="end of DATA",
