@@ -14,13 +14,15 @@ later, provider webhooks).
 Only a report attributed to one of our deliveries (a signed VERP return path, our signed
 header in the returned original, or the original's Message-ID) changes the ledger or
 suppresses: a forged bounce naming an arbitrary address is recorded as `unmatched` and does
-nothing else. Every report is stored once (`report_key`), so processing the same message
-twice changes nothing the second time.
+nothing else. Every report is stored once (`report_key`: what it says, not its bytes), so
+processing the same message twice, or the same DSN delivered again with other trace headers
+(Return-Path, Delivered-To, Received), changes nothing the second time.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,8 +63,73 @@ class Applied:
     bounce_id: int | None = None
 
 
-def report_key(raw: bytes, recipient: str | None) -> str:
-    return "msg:" + hashlib.sha256(raw).hexdigest()[:40] + ":" + (recipient or "-").lower()[:50]
+#: RFC 3464 per-message fields (and RFC 5965 feedback fields) that identify a report: what
+#: the reporting MTA wrote, never the trace headers each hop or mailbox adds on top
+_MESSAGE_FIELDS = ("reporting-mta", "original-envelope-id", "arrival-date", "dsn-gateway",
+                   "received-from-mta", "x-postfix-queue-id", "feedback-type", "received-date",
+                   "source-ip", "original-mail-from", "original-rcpt-to", "reported-domain",
+                   "incidents")
+#: RFC 3464 per-recipient fields of the recipient a report is about
+_RECIPIENT_FIELDS = ("action", "status", "remote-mta", "diagnostic-code", "last-attempt-date",
+                     "will-retry-until", "final-log-id")
+_RECIPIENT_NAMES = ("final-recipient", "original-recipient")
+#: the postmark line that starts each message of an mbox file
+_POSTMARK_RE = re.compile(rb"^From \S+ +[A-Z][a-z]{2} [A-Z][a-z]{2} +\d", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a returned message says about itself, whichever path delivered it: the fields
+    of its DSN or ARF part, or (a report in prose only) a digest of its body."""
+    fields: tuple[str, ...]
+    recipients: tuple[dict[str, str], ...]
+    body: str
+
+
+def identity(raw: bytes) -> Identity:
+    from campaigns.bounces.message import ReturnedMessage
+    groups = ReturnedMessage(raw).fields
+    fields = [f"{k}={_flat(g[k])}" for g in groups for k in _MESSAGE_FIELDS
+              if k in g and not any(n in g for n in _RECIPIENT_NAMES)]
+    recipients = tuple(g for g in groups if any(n in g for n in _RECIPIENT_NAMES))
+    body = b"" if groups else raw.replace(b"\r\n", b"\n").partition(b"\n\n")[2]
+    body = b"\n".join(line.rstrip() for line in body.strip().split(b"\n"))
+    return Identity(tuple(fields), recipients, hashlib.sha256(body).hexdigest())
+
+
+def _flat(value: str) -> str:
+    return " ".join(value.split()).lower()
+
+
+def _names(group: dict[str, str]) -> set[str]:
+    """The addresses a per-recipient group names ("rfc822; a@b" and "rfc822;<a@b>")."""
+    return {group[n].rpartition(";")[2].strip().strip("<>").lower()
+            for n in _RECIPIENT_NAMES if n in group}
+
+
+def report_key(ident: Identity, report: BounceReport, delivery_id: int | None) -> str:
+    """The report's meaning, not its bytes: the delivery it is about, the recipient, the
+    verdict, the returned original's Message-ID and the report's own fields (Reporting-MTA,
+    Original-Envelope-Id, Arrival-Date, the recipient's Action, Status, Diagnostic-Code, …).
+    The same DSN delivered again with other Return-Path, Delivered-To, X-Original-To or
+    Received headers has the same key; a report of another message has another."""
+    rcpt = (report.recipient or "-").lower()
+    mine = [f"{k}={_flat(g[k])}" for g in ident.recipients if rcpt in _names(g)
+            for k in _RECIPIENT_FIELDS if k in g]
+    parts = [str(delivery_id or "-"), rcpt, BounceCategory(report.category).value,
+             report.reason, report.status or "-", str(report.final), report.feedback_type or "-",
+             (report.original_message_id or "-").strip().strip("<>").lower(),
+             *ident.fields, *mine, ident.body]
+    digest = hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"dsn:{digest[:40]}:{rcpt[:50]}"
+
+
+def _messages(raw: bytes) -> list[bytes]:
+    """The messages of an mbox file, or the one message."""
+    starts = [m.start() for m in _POSTMARK_RE.finditer(raw)] if raw.startswith(b"From ") else []
+    if len(starts) < 2:
+        return [raw]
+    return [raw[a:b] for a, b in zip(starts, starts[1:] + [len(raw)])]
 
 
 def attribute(db: Database, settings: Settings, report: BounceReport,
@@ -97,14 +164,20 @@ def attribute(db: Database, settings: Settings, report: BounceReport,
 
 def process_message(db: Database, settings: Settings, raw: bytes, *, source: str,
                     envelope_to: list[str] | None = None) -> list[Applied]:
-    """Parse a returned message and apply each of its reports."""
-    reports = parse_bounce(raw)
+    """Parse a returned message (or an mbox file of them) and apply each of its reports,
+    each once (`report_key`)."""
     out = []
-    for report in reports:
-        delivery_id = attribute(db, settings, report, envelope_to)
-        out.append(apply(db, settings, report, source=source, delivery_id=delivery_id,
-                         key=report_key(raw, report.recipient), address=report.recipient))
-    if not reports:
+    for message in _messages(raw):
+        reports = parse_bounce(message)
+        if not reports:
+            continue
+        ident = identity(message)
+        for report in reports:
+            delivery_id = attribute(db, settings, report, envelope_to)
+            out.append(apply(db, settings, report, source=source, delivery_id=delivery_id,
+                             key=report_key(ident, report, delivery_id),
+                             address=report.recipient))
+    if not out:
         log.info("%s: a message with no recipient report (not a bounce?) ignored", source)
     return out
 
