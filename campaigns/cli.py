@@ -259,10 +259,11 @@ def relays_check(name: str) -> None:
     """Check a relay without sending mail: SMTP connects, greets, STARTTLS, AUTH, QUIT; an API
     relay makes one authenticated request; a file relay writes a probe file."""
     from campaigns.relays import build_relay
-    from campaigns.settings import load_settings
+    from campaigns.settings import load_settings, require_secrets
     config = load_settings().relay(name)
     out.print(f"checking relay '{config.name}': "
               f"{json.dumps(config.describe(), ensure_ascii=False)}", markup=False)
+    require_secrets(config)
     relay = build_relay(config)
     try:
         for line in relay.check():

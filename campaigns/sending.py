@@ -23,7 +23,7 @@ from campaigns.models import (PENDING, Campaign, Contact, Delivery, DeliveryStat
 from campaigns.pacing import Pacer
 from campaigns.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
-from campaigns.settings import SendingPolicy, Settings
+from campaigns.settings import SendingPolicy, Settings, require_secrets
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class Sender:
     def relay(self, name: str | None) -> Relay:
         config = self.settings.relay(name)
         if config.name not in self._relays:
+            require_secrets(config)     # RelayConfigError: the campaign pauses, saying why
             self._relays[config.name] = build_relay(config)
         return self._relays[config.name]
 

@@ -79,18 +79,20 @@ class RelayConfig:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.kind == "smtp":
             out.update(host=self.host, port=self.port, security=self.security,
-                       username=self.username, password="***" if self.password else None)
+                       username=self.username, password=_masked(self.password))
             if self.preset:
                 out["preset"] = self.preset
         elif self.kind == "ses":
-            out.update(region=self.region, credentials="access key ***" if self.access_key_id
-                       else "AWS default chain (environment, profile, instance role)")
+            unset = unset_secrets(self)
+            out.update(region=self.region, credentials=unset[0].note if unset else (
+                "access key ***" if self.access_key_id
+                else "AWS default chain (environment, profile, instance role)"))
             out.update({k: v for k, v in (("endpoint_url", self.endpoint_url),
                                           ("configuration_set", self.configuration_set)) if v})
         elif self.kind in ("sendgrid", "mailgun", "postmark"):
             from campaigns.relays.presets import api_base_url
             out.update(base_url=self.base_url or api_base_url(self.kind, self.region),
-                       api_key="***" if self.api_key else None)
+                       api_key=_masked(self.api_key))
             if self.kind == "mailgun":
                 out.update(domain=self.domain, region=self.region or "us")
             if self.kind == "postmark":
@@ -98,6 +100,13 @@ class RelayConfig:
         if self.path:
             out["path"] = self.path
         return out
+
+
+def _masked(secret: Secret | None) -> str | None:
+    """A secret as `describe` shows it: *** or what is wrong with it, never its value."""
+    if isinstance(secret, UnsetSecret):
+        return secret.note
+    return "***" if secret else None
 
 
 @dataclass(frozen=True)
@@ -316,6 +325,42 @@ def _clamp(name: str, value: Any, kind: type, low: float, where: str) -> Any:
     return v
 
 
+class UnsetSecret(Secret):
+    """A relay's secret whose `KEY_env` variable is not set. Loading, listing and every
+    command that does not use the relay work; using or checking it raises the error
+    (`require_secrets`). True, like any configured secret."""
+
+    __slots__ = ("problem", "note")
+
+    def __init__(self, at: str, key: str, env_name: str) -> None:
+        super().__init__("")
+        self.problem = str(env_var_problem(at, key, env_name))
+        shown_name = env_name if _ENV_NAME.fullmatch(env_name) else "(a variable, name not shown)"
+        self.note = f"{key} {shown_name} not set"      # for `relays list`
+
+    def reveal(self) -> str:
+        from campaigns.errors import RelayConfigError
+        raise RelayConfigError(self.problem)
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def unset_secrets(config: RelayConfig) -> list[UnsetSecret]:
+    """The relay's secrets whose environment variable is not set."""
+    values = (config.password, config.api_key, config.access_key_id, config.secret_access_key)
+    return [v for v in values if isinstance(v, UnsetSecret)]
+
+
+def require_secrets(config: RelayConfig) -> None:
+    """Before a relay is used or checked: RelayConfigError when one of its `KEY_env`
+    variables is not set (the same message a load used to fail with)."""
+    unset = unset_secrets(config)
+    if unset:
+        from campaigns.errors import RelayConfigError
+        raise RelayConfigError(unset[0].problem)
+
+
 def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     """One [relays.NAME] table. A `preset` (kind smtp) fills host, port, security and a fixed
     username; keys in the table win. Each secret is given as KEY or KEY_env (the name of an
@@ -335,8 +380,8 @@ def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     def secret(key: str) -> Secret | None:
         if f"{key}_env" in raw:
             env_name = str(raw[f"{key}_env"])
-            if env_name not in os.environ:
-                raise env_var_problem(at, f"{key}_env", env_name)
+            if env_name not in os.environ:   # an error only when the relay is used or checked
+                return UnsetSecret(at, f"{key}_env", env_name)
             return Secret(os.environ[env_name])
         return Secret(str(raw[key])) if key in raw else None
 

@@ -101,7 +101,9 @@ def test_a_secret_in_the_wrong_key_is_never_echoed(project: Any) -> None:
     tables = [f'[relays.bad]\nkind = "smtp"\npassword_env = "{SECRET}"\n',
               f'[relays.bad]\nkind = "sendgrid"\napi_key_env = "{SECRET}"\n',
               f'[webhooks]\npostmark_user = "u"\npostmark_password_env = "{SECRET}"\n']
-    commands = [("relays", "list"), ("relays", "list"), ("api", "--listen", "127.0.0.1:1")]
+    # a relay's secret is resolved when the relay is used or checked (listing it works)
+    commands = [("relays", "check", "bad"), ("relays", "check", "bad"),
+                ("api", "--listen", "127.0.0.1:1")]
     for table, command in zip(tables, commands):
         project.extra_toml = table
         project.write_config()
@@ -109,9 +111,12 @@ def test_a_secret_in_the_wrong_key_is_never_echoed(project: Any) -> None:
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
         assert SECRET not in proc.stdout + proc.stderr
         assert "_env names a variable (name not shown" in proc.stderr, proc.stderr
+        if command[0] == "relays":
+            listing = project.cli("relays", "list").stdout
+            assert SECRET not in listing and "(a variable, name not shown) not set" in listing
     project.extra_toml = '[relays.bad]\nkind = "smtp"\npassword_env = "NOT_SET_ANYWHERE_42"\n'
     project.write_config()
-    assert "password_env names NOT_SET_ANYWHERE_42" in project.cli("relays", "list",
+    assert "password_env names NOT_SET_ANYWHERE_42" in project.cli("relays", "check", "bad",
                                                                   check=False).stderr
 
 

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 from campaigns.sink import ScriptedSink
+from tests.helpers import make_campaign, write_csv
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,3 +82,38 @@ def test_matching_modes_still_pass(implicit_tls_sink: ScriptedSink, plain_sink: 
     assert "is ready" in campaigns(tmp_path, toml, "relays", "check", "mail").stdout
     assert "is ready" in campaigns(tmp_path, relay_toml(plain_sink.port, "none"),
                                    "relays", "check", "mail").stdout
+
+
+# --- item 10: a relay's secret is resolved when the relay is used or checked ----------------
+
+UNSET = "CAMPAIGNS_TEST_SPARE_PASSWORD"
+SPARE = (f'[relays.spare]\nhost = "127.0.0.1"\nport = 1\nusername = "spare@shop.test"\n'
+         f'password_env = "{UNSET}"\n')
+
+
+def test_an_unused_relay_with_an_unset_password_env_blocks_nothing(project: Any) -> None:
+    assert UNSET not in project.env
+    project.extra_toml = SPARE
+    project.write_config()
+    csv = write_csv(project.root / "c.csv", [("anna@example.test", "Anna", "C1")])
+    imported = project.cli("contacts", "import", str(csv), "--list", "clienti").stdout
+    assert "1 imported" in imported
+    listing = project.cli("relays", "list").stdout
+    assert f'"password": "password_env {UNSET} not set"' in listing
+    check = project.cli("relays", "check", "spare", check=False)
+    assert check.returncode == 1
+    assert (f"[relays.spare]: password_env names {UNSET}, which is not set; expected the name "
+            "of an environment variable holding the secret") in check.stderr
+    assert "is ready" in project.cli("relays", "check", "sink").stdout   # the used relay works
+
+
+def test_a_campaign_through_a_relay_with_an_unset_secret_pauses_saying_why(project: Any) -> None:
+    project.extra_toml = SPARE
+    project.write_config()
+    make_campaign(project, "spare", 3, relay="spare")
+    project.workers(1)
+    project.cli("launch", "spare")
+    snap = project.wait_status("spare", ("paused",), timeout_s=30)
+    assert snap["status"] == "paused"
+    assert f"password_env names {UNSET}, which is not set" in (snap["reason"] or "")
+    assert snap["counts"]["queued"] == 3 and not project.sink.received

@@ -28,7 +28,7 @@ from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayIn
 from campaigns.mime import Attachment, MessageBuilder, make_message_id
 from campaigns.relays import BUILTIN_KINDS, OutgoingMessage, Relay, available_kinds, build_relay
 from campaigns.relays.presets import SMTP_PRESETS
-from campaigns.settings import RelayConfig, Secret, _relay
+from campaigns.settings import RelayConfig, Secret, _relay, require_secrets
 from campaigns.sink import Rule, ScriptedSink
 from tests.fakeproviders import (AWS_KEY_ID, AWS_SECRET, BAD_KEY, GOOD_KEY, MAILGUN_DOMAIN,
                                  Arrived, FakeProviders, arrived_from_mime)
@@ -469,7 +469,6 @@ def _load(tmp_path: Path, toml: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     ('kind = "mailgun"\napi_key = "k"', "kind 'mailgun' needs domain"),
     ('kind = "ses"', "kind 'ses' needs region"),
     ('kind = "ses"\nregion = "eu-west-1"\naccess_key_id = "AKIA1"', "set both access_key_id"),
-    ('kind = "postmark"\napi_key_env = "NOT_SET_ANYWHERE_42"', "api_key_env names NOT_SET_ANYWHERE_42"),
 ])
 def test_relay_problems_fail_at_start_up(table: str, expected: str, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -478,6 +477,16 @@ def test_relay_problems_fail_at_start_up(table: str, expected: str, tmp_path: Pa
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, f"[relays.main]\n{table}\n", monkeypatch)
     assert expected in str(caught.value) and str(tmp_path / "campaigns.toml") in str(caught.value)
+
+
+def test_an_unset_secret_variable_fails_when_the_relay_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _load(tmp_path, '[relays.main]\nkind = "postmark"\napi_key_env = "NOT_SET_ANYWHERE_42"\n',
+                     monkeypatch)
+    with pytest.raises(RelayConfigError) as caught:
+        require_secrets(settings.relay("main"))
+    assert "api_key_env names NOT_SET_ANYWHERE_42" in str(caught.value)
+    assert str(tmp_path / "campaigns.toml") in str(caught.value)
 
 
 def test_entry_point_kind_is_found_listed_and_named(tmp_path: Path,
