@@ -47,11 +47,23 @@ def rates_unset(target: str) -> None:
     out.print(f"{target}: " + ("unset" if removed else "nothing was set"))
 
 
+@rates_app.command("reset")
+@handled
+def rates_reset(target: str) -> None:
+    """Clear TARGET's throttle (relay:NAME, domain:GROUP or domain:example.com): its
+    configured rate (or no limit) applies again at once, on every worker within a second."""
+    from campaigns.ratestore import check_target
+    pacer = _pacer()
+    cleared = pacer.reset(check_target(target))
+    out.print(f"{target}: " + ("throttle cleared" if cleared else "was not throttled"))
+
+
 def rate_rows(pacer: Any) -> list[dict[str, Any]]:
     from campaigns.rates.parse import format_rate
     limits = pacer.limits_by_target
     parked = pacer.parking.counts()
-    targets = set(limits) | {f"relay:{n}" for n in pacer.settings.relays} | set(parked)
+    targets = (set(limits) | {f"relay:{n}" for n in pacer.settings.relays} | set(parked)
+               | pacer.throttled_targets)
     rows = []
     for target in sorted(targets):
         config = limits.get(target)
@@ -82,7 +94,7 @@ def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
     for r in rows:
         line = f"{r['target']:28s} {r['rate'] or 'unlimited':>12s}"
         if r["effective_per_s"] is not None and r["effective_per_s"] != r["rate_per_s"]:
-            line += f"  now {r['effective_per_s']:.2f}/s ({r['why_lower']})"
+            line += f"  now {r['effective_per_s']:.3g}/s ({r['why_lower']})"
         if r["daily_cap"] is not None:
             line += f"  daily cap {r['daily_cap']}" + (" (warm-up today)" if r["daily_cap_reason"] else "")
         line += f"  observed {r['observed_per_s']:.1f}/s"

@@ -34,6 +34,7 @@ class DeliveryStatus(str, enum.Enum):
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
     IN_DOUBT = "in_doubt"
+    EXPIRED = "expired"      # deferred past [sending] max_defer_s: given up, final
 
 
 DELIVERY_STATUSES = [s.value for s in DeliveryStatus]
@@ -172,6 +173,8 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(300), index=True)
     #: when the upkeep last re-published the row's task (None: only at launch, `updated_at`)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when the row was first tried (the maximum deferral age counts from here)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Schedule(Base):

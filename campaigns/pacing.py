@@ -4,6 +4,7 @@ relay's bulk share, its receiver's domain group, its campaign), their current va
 from __future__ import annotations
 
 import random
+import re
 import time
 from datetime import date, datetime
 from typing import Any, Callable
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from campaigns.bounces import Classification
 from campaigns.db import Database
 from campaigns.errors import RelayTemporaryError
 from campaigns.parking import Parking
@@ -48,6 +50,16 @@ return tostring(nxt - now)
 #: this long); the rest come back after this long, doubling with each re-queue up to 16×
 BOOKING_HORIZON_S = 2.0
 
+#: A throttle reply that names our own client, connection or account is about our relay
+#: (the server we talk to), whoever the recipient: Postfix anvil "421 4.7.0 Error: too many
+#: connections from 127.0.0.1", "450 4.7.1 Error: too much mail from 127.0.0.1"; Yahoo
+#: "[TSS04] Messages from 1.2.3.4 temporarily deferred"; "your IP", "your account".
+_NAMES_US = re.compile(
+    r"\bfrom \[?(\d{1,3}\.){3}\d{1,3}\]?|\bfrom \[?[0-9a-f]{0,4}:[0-9a-f:.]+\]?|"
+    r"\byour (ip|host|client|server|connection|account|sending)|\bour account|"
+    r"too many (concurrent |simultaneous |open |smtp )*(connections|sessions|connects)|"
+    r"connection (rate|frequency|count)", re.IGNORECASE)
+
 
 class Pacer:
     def __init__(self, settings: Settings, db: Database, client: redis.Redis,
@@ -61,6 +73,7 @@ class Pacer:
         self._limits: dict[str, LimitConfig] = {}
         self._effective: dict[str, tuple[float | None, str | None]] = {}
         self._loaded_at = float("-inf")
+        self._throttled: set[str] = set()
         self._book = client.register_script(_BOOK)
         self.parking = Parking(client, clock=clock)
 
@@ -73,19 +86,34 @@ class Pacer:
         now = time.monotonic()
         if now - self._loaded_at >= REFRESH_S:
             self._limits = current_limits(self.db, self.client, self.settings)
+            self._throttled = self.adaptive.active()
             self._effective.clear()
             self._loaded_at = now
 
+    @property
+    def throttled_targets(self) -> set[str]:
+        """The targets with a throttle state now (held back, or recovering)."""
+        self.refresh()
+        return set(self._throttled)
+
     def group_of(self, address: str) -> str | None:
         return self.groups.group(address.rpartition("@")[2].lower())
+
+    def receiver(self, address: str) -> tuple[str, bool]:
+        """The receiver's target, `domain:GROUP`, else `domain:<recipient domain>`, and
+        whether it is a group (a domain alone is limited only when set or throttled)."""
+        group = self.group_of(address)
+        if group:
+            return f"domain:{group}", True
+        return "domain:" + address.rpartition("@")[2].lower().rstrip("."), False
 
     def targets(self, relay: str, campaign: str, priority: str, address: str) -> list[str]:
         out = [f"relay:{relay}"]
         if priority != "transactional":
             out.append(f"relay:{relay}:bulk")
-        group = self.group_of(address)
-        if group:
-            out.append(f"domain:{group}")
+        receiver, grouped = self.receiver(address)
+        if grouped or receiver in self._limits or receiver in self._throttled:
+            out.append(receiver)
         out.append(f"campaign:{campaign}")
         return out
 
@@ -102,6 +130,8 @@ class Pacer:
         """The rate to use now and why it is below `configured` (adaptive throttling);
         cached for a second. A target with no configured rate that was throttled is held to
         the lowered rate until it has recovered to the rate it was seen sending at."""
+        if target not in self._throttled:    # no throttle state: no need to ask Redis
+            return configured, None
         if target not in self._effective:
             self._effective[target] = self.adaptive.current(target, configured)
         return self._effective[target]
@@ -197,18 +227,33 @@ class Pacer:
                 return wait
         return BOOKING_HORIZON_S * float(2 ** min(hops, 4)) * random.uniform(1.0, 1.5)
 
-    def throttled(self, relay: str, address: str, err: RelayTemporaryError) -> float | None:
-        """A throttle reply: halve the receiver group's rate (the relay's when the receiver
-        has no group). Returns the retry-after hint to honour."""
+    def throttle_target(self, relay: str, address: str, text: str) -> str:
+        """Who said "slow down": our relay when it is a provider's API (its 429 is about our
+        account) or the reply names our client, connection or account; else the receiver."""
+        if self.settings.relay(relay).kind != "smtp" or _NAMES_US.search(text):
+            return f"relay:{relay}"
+        return self.receiver(address)[0]
+
+    def throttled(self, relay: str, address: str, err: RelayTemporaryError,
+                  verdict: Classification) -> float | None:
+        """A throttle reply: halve the rate of whoever said it (`throttle_target`). Returns
+        the retry-after hint to honour."""
         self.refresh()
-        group = self.group_of(address)
-        target = f"domain:{group}" if group else f"relay:{relay}"
+        reply = " ".join(str(p) for p in (err.code, err.enhanced, err.text) if p)
+        target = self.throttle_target(relay, address, reply)
         config = self._limits.get(target)
-        configured = config.rate_per_s if config else None
-        base = configured
+        base = config.rate_per_s if config else None
         if base is None:   # no configured rate: halve what this target was seen sending
             base = max(1.0, self.limiter.observed_rate(target, OBSERVED_WINDOW_S))
-        reply = " ".join(str(p) for p in (err.code, err.enhanced, err.text) if p)
-        self.adaptive.throttle(target, base, err.retry_after_s, f"throttled: {reply}"[:300])
+        self.adaptive.throttle(target, base, err.retry_after_s,
+                               f"throttled ({verdict.reason}): {reply}"[:300])
+        self._throttled.add(target)
         self._effective.pop(target, None)
         return err.retry_after_s
+
+    def reset(self, target: str) -> bool:
+        """Clear `target`'s throttle state (`campaigns rates reset`): its configured rate
+        applies at once. True when it had one."""
+        self._effective.pop(target, None)
+        self._throttled.discard(target)
+        return self.adaptive.reset(target)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
@@ -93,7 +93,11 @@ _RECORD = (update(Delivery)
                   Delivery.status.in_(("sending", "in_doubt")))
            .values({c: func.coalesce(_typed(c), getattr(Delivery, c)) if c in _KEPT else _typed(c)
                     for c in _RECORD_COLUMNS}
-                   | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer)}))
+                   | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer),
+                      "first_attempt_at": func.coalesce(Delivery.first_attempt_at,
+                                                        _typed("updated_at"))}))
+#: when the row was first tried: the maximum deferral age counts from there
+_FIRST_TRY = select(Delivery.first_attempt_at).where(Delivery.id == bindparam("b_id"))
 _PEEK = (select(Delivery.campaign_id, Delivery.address, _SUPPRESSED.label("suppressed"))
          .join(Campaign, Campaign.id == Delivery.campaign_id)
          .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
@@ -115,6 +119,18 @@ def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None)
     delay = min(policy.retry_max_s, policy.retry_base_s * float(2 ** max(0, attempts - 1)))
     delay *= random.uniform(1.0, 1.5)
     return float(max(delay, hint_s or 0.0))
+
+
+def spread_s(policy: SendingPolicy, age_s: float, hint_s: float | None = None) -> float:
+    """The wait before retrying a row that spends no attempt (a throttle): it grows with the
+    row's age (half of it, with jitter), so the retries of a throttled recipient are spread
+    over [sending] max_defer_s, a few dozen at most, instead of coming back forever."""
+    return max(backoff_s(policy, 1, hint_s), 0.5 * age_s * random.uniform(1.0, 1.5))
+
+
+#: the classifier's rule for a throttle it read in the reply's words ("rate limited", "too
+#: many connections"); a throttle it infers from a bare code (421, 4.7.x) is no rate signal
+RATE_WORDS = "throttle"
 
 
 class Sender:
@@ -308,39 +324,68 @@ class Sender:
         come back without a claim (see _precheck), so an outage of any length costs nothing."""
         log.warning("campaign %s: relay %s unavailable: %s", rt.name, relay, err)
         wait = self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)
-        return self._record(delivery_id, "deferred", err, refund=True, priority=rt.priority,
-                            retry_in_s=max(wait, err.retry_after_s or 0.0), relay=relay)
+        return self._defer(rt, delivery_id, err, max(wait, err.retry_after_s or 0.0),
+                           refund=True, relay=relay)
 
     def _failed(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
                 message: OutgoingMessage, err: RelayTemporaryError | RelayPermanentError,
                 relay: str, verdict: Classification) -> Outcome:
         """The relay said no: what the classifier calls the reply decides (campaigns.intake).
-        Throttle: slow that receiver, retry, never a bounce or an attempt. Relay: pause the
-        campaign, keep the message. Hard and complaint: bounced and suppressed. Permanent
-        (policy, auth, too large, expired): bounced, not suppressed. Soft, block and unknown:
-        retried within the attempt budget, then failed (a soft bounce towards the limit)."""
+        Throttle: slow down whoever said it (pacing.throttle_target) when its words speak of
+        a rate, retry, never a bounce or an attempt. Relay: pause the campaign, keep the
+        message. Hard and complaint: bounced and suppressed. Permanent (policy, auth, too
+        large, expired): bounced, not suppressed. Soft (greylisting, a mailbox or server's
+        trouble), block and unknown: a deferral of this recipient alone, retried within the
+        attempt budget, then failed (a soft bounce towards the limit). Any deferral past
+        [sending] max_defer_s is `expired` instead."""
         if verdict.category == BounceCategory.RELAY:
             return self._relay_refused(rt, delivery_id, RelayConfigError(
                 str(err), code=err.code, enhanced=err.enhanced, text=err.text))
         temporary = err if isinstance(err, RelayTemporaryError) else None
         hint = temporary.retry_after_s if temporary else None
-        if (self.pacer is not None and temporary is not None
-                and verdict.category == BounceCategory.THROTTLE):
-            # slow that receiver down and retry; a throttle is neither a bounce nor an attempt
-            hint = self.pacer.throttled(relay, message.recipient, temporary)
-            return self._record(delivery_id, "deferred", err, retry_in_s=backoff_s(
-                self.settings.sending, 1, hint), refund=True, priority=rt.priority,
-                verdict=verdict)
+        if temporary is not None and verdict.category == BounceCategory.THROTTLE:
+            if self.pacer is not None and verdict.rule == RATE_WORDS:
+                hint = self.pacer.throttled(relay, message.recipient, temporary, verdict)
+            # neither a bounce nor an attempt; spread over the maximum deferral age
+            return self._defer(rt, delivery_id, err, None, hint=hint, refund=True,
+                               verdict=verdict)
         retry = temporary is not None or (not verdict.permanent and verdict.category in RETRIED)
         if retry and attempts < self.settings.sending.max_attempts:
-            delay = backoff_s(self.settings.sending, attempts, hint)
-            return self._record(delivery_id, "deferred", err, retry_in_s=delay,
-                                priority=rt.priority, verdict=verdict)
+            return self._defer(rt, delivery_id, err, backoff_s(self.settings.sending, attempts,
+                                                               hint), verdict=verdict)
         status = "failed" if retry else "bounced"
         outcome = self._record(delivery_id, status, err, verdict=verdict, note=(
             f"gave up after {attempts} attempts: " if retry else ""))
         self._bounce(delivery_id, attempts, message.recipient, verdict, err)
         return outcome
+
+    def _age_s(self, delivery_id: int) -> float:
+        """Seconds since the row was first tried (0 when this is its first answer)."""
+        with self.db.engine.connect() as conn:
+            first: datetime | None = conn.execute(_FIRST_TRY, {"b_id": delivery_id}).scalar()
+        if first is None:
+            return 0.0
+        if first.tzinfo is None:    # SQLite keeps no zone; we write UTC
+            first = first.replace(tzinfo=timezone.utc)
+        return max(0.0, (utcnow() - first).total_seconds())
+
+    def _defer(self, rt: CampaignRuntime, delivery_id: int, err: RelayError,
+               delay_s: float | None, *, hint: float | None = None, refund: bool = False,
+               verdict: Classification | None = None, relay: str | None = None) -> Outcome:
+        """Defer the row for `delay_s` (None: `spread_s` of its age), or make it `expired`
+        when it was first tried [sending] max_defer_s ago or more. The last retry is moved
+        up to the deadline, so every recipient reaches a final state in bounded time."""
+        policy = self.settings.sending
+        age = self._age_s(delivery_id)
+        if age >= policy.max_defer_s:
+            return self._record(delivery_id, DeliveryStatus.EXPIRED.value, err, refund=refund,
+                                verdict=verdict, relay=relay, note=(
+                                    f"expired: still deferred {age:.0f} s after the first "
+                                    f"try (max_defer_s {policy.max_defer_s:g}): "))
+        delay = spread_s(policy, age, hint) if delay_s is None else delay_s
+        delay = max(0.0, min(delay, policy.max_defer_s - age))
+        return self._record(delivery_id, DeliveryStatus.DEFERRED.value, err, retry_in_s=delay,
+                            refund=refund, priority=rt.priority, verdict=verdict, relay=relay)
 
     def _bounce(self, delivery_id: int, attempts: int, address: str,
                 verdict: Classification, err: RelayError) -> None:

@@ -149,6 +149,7 @@ class SendingPolicy:
     lease_s: float = 600.0           # a row `sending` longer than this is `in_doubt`
     visibility_timeout_s: float = 3600.0  # broker redelivers unacked tasks after this
     republish_after_s: float = 120.0  # a queued row whose task the broker lost: published again
+    max_defer_s: float = 259200.0    # a row deferred this long after its first try is `expired`
     preflight_sample: int = 50
     expand_batch: int = 1000
     enqueue_batch: int = 1000
@@ -440,6 +441,7 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
                                     raw.get("visibility_timeout_s", d.visibility_timeout_s), float, 1, at),
         republish_after_s=_clamp("republish_after_s",
                                  raw.get("republish_after_s", d.republish_after_s), float, 0.5, at),
+        max_defer_s=_clamp("max_defer_s", raw.get("max_defer_s", d.max_defer_s), float, 1, at),
         preflight_sample=_clamp("preflight_sample", raw.get("preflight_sample", d.preflight_sample), int, 1, at),
         expand_batch=_clamp("expand_batch", raw.get("expand_batch", d.expand_batch), int, 1, at),
         enqueue_batch=_clamp("enqueue_batch", raw.get("enqueue_batch", d.enqueue_batch), int, 1, at),

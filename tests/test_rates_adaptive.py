@@ -77,12 +77,44 @@ def test_recovery_step_by_step_after_quiet_periods(adaptive: AdaptiveThrottle,
                      (20.0, None), (20.0, None)]
 
 
-def test_a_throttle_during_recovery_halves_the_recovered_rate(adaptive: AdaptiveThrottle,
-                                                              clock: FakeClock) -> None:
+def test_a_throttle_during_recovery_goes_back_to_the_rate_that_held(adaptive: AdaptiveThrottle,
+                                                                     clock: FakeClock) -> None:
     adaptive.throttle(KEY, 40.0, None, REASON)          # 20
-    clock.now += 60                                      # recovered to 30
-    assert adaptive.throttle(KEY, 40.0, 5.0, "421 slow down") == 15.0
-    assert adaptive.effective(KEY, 40.0) == (15.0, "421 slow down")
+    clock.now += 60                                      # 20 held a quiet period; now 30
+    assert adaptive.throttle(KEY, 40.0, 5.0, "421 slow down") == 20.0   # not 15
+    assert adaptive.effective(KEY, 40.0) == (20.0, "421 slow down")
+    clock.now += 60                                      # 20 held again: steps of 25 % of it
+    assert adaptive.effective(KEY, 40.0)[0] == 25.0
+    clock.now += 1
+    assert adaptive.throttle(KEY, 40.0, None, REASON) == 20.0
+    clock.now += 2                                       # pushed back at the rate that held:
+    assert adaptive.throttle(KEY, 40.0, None, REASON) == 10.0   # the receiver got stricter
+
+
+def test_settles_near_the_rate_a_receiver_accepts(adaptive: AdaptiveThrottle,
+                                                  clock: FakeClock) -> None:
+    """Issue 11: against Postfix anvil at 3/min (a 421 for a 4th message within 60 s), an
+    unconfigured relay seen sending 1/s swung between 0.02 and 0.52/s. Simulated for three
+    hours: after the first hour the rate stays near 0.05/s."""
+    sent: list[float] = []
+    credit, rates, accepted = 0.0, [], 0
+    for second in range(3 * 3600):
+        clock.now += 1
+        rate = adaptive.current(KEY, None)[0] or 1.0
+        credit = min(credit + rate, 1.0)
+        if credit < 1.0:
+            continue
+        credit -= 1.0
+        sent = [t for t in sent if t > clock.now - 60]
+        if len(sent) >= 3:
+            adaptive.throttle(KEY, 1.0, None, "421 4.7.0 Error: too many connections")
+        else:
+            sent.append(clock.now)
+            accepted += second >= 3600
+        if second >= 3600:
+            rates.append(rate)
+    assert 0.035 <= min(rates) and max(rates) <= 0.075, (min(rates), max(rates))
+    assert accepted / 120 >= 2.0           # messages a minute, of the 3 the receiver takes
 
 
 def test_a_lower_configured_rate_is_the_ceiling(adaptive: AdaptiveThrottle) -> None:
@@ -132,7 +164,7 @@ def test_bad_settings_are_refused(client: redis.Redis, adaptive: AdaptiveThrottl
     with pytest.raises(InputError):
         AdaptiveThrottle(client, quiet_s=0)
     with pytest.raises(InputError):
-        AdaptiveThrottle(client, factor=1.0, step_fraction=0.0)
+        AdaptiveThrottle(client, step_fraction=0.0)
     with pytest.raises(InputError):
         AdaptiveThrottle(client, floor_per_s=0)
     with pytest.raises(InputError):

@@ -1,0 +1,75 @@
+"""Issue 11 item 1: throttle state belongs to the receiver that said it; greylisting and a
+per-mailbox 421 defer one recipient; every recipient ends in bounded time ([sending]
+max_defer_s); `rates reset` clears a throttle. Real workers, real Redis, a scripted SMTP
+sink that greylists and 421s per mailbox."""
+from __future__ import annotations
+
+import json
+import time
+
+from campaigns.sink import Rule
+from tests.helpers import ledger, make_campaign
+
+
+def rates_json(project) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    return {r["target"]: r for r in json.loads(project.cli("rates", "show", "--json").stdout)}
+
+
+def test_greylisting_and_a_per_mailbox_421_do_not_slow_the_relay_or_the_domain(project):
+    project.sink.rules += [
+        Rule(r"^grey@", 451, "4.7.1 <grey@example.test>: Recipient address rejected: "
+                             "Greylisted, see http://postgrey.schweikert.ch/", times=2),
+        # the relay reconnects and tries again up to 3 times within one send: 3 × 421 reach
+        # the send path as one deferral, the 4th try is accepted
+        Rule(r"^busy@", 421, "4.2.1 <busy@example.test>: Mailbox temporarily unavailable",
+             times=3)]
+    rows = [("grey@example.test", "G", "x"), ("busy@example.test", "B", "y")]
+    rows += [(f"o{i}@example.test", "O", "z") for i in range(30)]
+    make_campaign(project, "grey", rows=rows)
+    project.workers(2)
+    project.cli("launch", "grey")
+    snap = project.wait_status("grey", timeout_s=60)
+    assert snap["status"] == "finished" and snap["counts"]["sent"] == 32, snap
+    book = ledger(project, "grey")
+    assert book["grey@example.test"] == ("sent", 3)      # two greylistings: attempts counted
+    assert project.sink.attempts("grey@example.test") == 3
+    assert book["busy@example.test"][0] == "sent"
+    assert project.sink.attempts("busy@example.test") == 4
+    rows_now = rates_json(project)
+    assert rows_now["relay:sink"]["why_lower"] is None, rows_now["relay:sink"]
+    assert rows_now["relay:sink"]["effective_per_s"] is None     # still not limited
+    assert "domain:example.test" not in rows_now, "one mailbox throttled the whole domain"
+
+
+def test_deferred_past_max_defer_s_is_expired_and_a_receiver_throttle_is_its_own(project):
+    project.sending = {"max_defer_s": 3, "max_attempts": 50}
+    project.write_config()
+    project.sink.rules += [
+        Rule(r"^never@", 451, "4.7.1 greylisting in action, please come back later"),
+        Rule(r"@slow\.test$", 451, "4.7.1 Rate limited, try again later")]
+    rows = [("never@example.test", "N", "x"), ("stuck@slow.test", "S", "y")]
+    rows += [(f"o{i}@example.test", "O", "z") for i in range(10)]
+    make_campaign(project, "old", rows=rows)
+    project.workers(1)
+    project.cli("launch", "old")
+    seen = None
+    deadline = time.monotonic() + 20
+    while seen is None and time.monotonic() < deadline:
+        row = rates_json(project).get("domain:slow.test")
+        seen = row if row and row["why_lower"] else None
+    assert seen is not None, "the receiver that said 'rate limited' was not slowed down"
+    assert "451 4.7.1 Rate limited" in seen["why_lower"]
+    snap = project.wait_status("old", timeout_s=60)
+    assert snap["status"] == "finished", snap
+    assert snap["counts"]["sent"] == 10 and snap["counts"]["expired"] == 2, snap
+    book = ledger(project, "old")
+    assert book["never@example.test"][0] == "expired" and book["never@example.test"][1] > 1
+    assert book["stuck@slow.test"][0] == "expired"
+    assert project.sink.attempts("stuck@slow.test") > 1
+    rows_now = rates_json(project)
+    assert rows_now["relay:sink"]["why_lower"] is None         # our relay never said so
+    assert rows_now["domain:slow.test"]["why_lower"]
+    out = project.cli("rates", "reset", "domain:slow.test").stdout
+    assert "throttle cleared" in out
+    assert "domain:slow.test" not in rates_json(project)
+    assert "not throttled" in project.cli("rates", "reset", "domain:slow.test").stdout
