@@ -8,14 +8,16 @@ import sys
 import time
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.console import Console
 
-from campaigns.context import Context, open_context
 from campaigns.errors import CampaignsError
+
+if TYPE_CHECKING:   # imported when a command runs: --help needs no SQLAlchemy nor Redis
+    from campaigns.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
 Enqueue = Callable[[Sequence[int], Optional[float], str], None]
@@ -62,6 +64,7 @@ def handled(fn: F) -> F:
 
 
 def ctx() -> Context:
+    from campaigns.context import open_context
     return open_context()
 
 

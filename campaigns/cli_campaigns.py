@@ -8,9 +8,9 @@ from collections import deque
 from typing import Any, List, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from campaigns import lifecycle
+# campaigns.lifecycle (SQLAlchemy) and rich.progress are imported by the commands that use
+# them, so that `campaigns --help` starts without them
 from campaigns.cli import app, ctx, enqueue_fn, err, handled, out
 
 FINAL = ("finished", "cancelled")
@@ -31,6 +31,7 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
            timezone: Optional[str] = typer.Option(None, "--timezone",
                                                   help="The window's zone, e.g. Europe/Rome")) -> None:
     """Create a draft campaign."""
+    from campaigns import lifecycle
     c = ctx()
     campaign = lifecycle.create_campaign(c.db, c.settings, name=name, list_name=list_name,
                                          template=template, from_addr=from_addr,
@@ -44,6 +45,7 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
 @handled
 def list_() -> None:
     """Campaigns with their status."""
+    from campaigns import lifecycle
     for row in lifecycle.list_campaigns(ctx().db):
         out.print(f"{row['name']}\t{row['status']}\tlist={row['list']}\ttemplate={row['template']}")
 
@@ -56,6 +58,7 @@ def launch(name: str,
                                                   help="The zone of --at, e.g. Europe/Rome")) -> None:
     """Preflight, expand the list into the ledger and queue one task per recipient; with
     --at, schedule the launch (`campaigns beat` must run)."""
+    from campaigns import lifecycle
     c = ctx()
     if at is not None:
         from campaigns.scheduling import schedule_once
@@ -79,6 +82,7 @@ def launch(name: str,
 @handled
 def pause(name: str) -> None:
     """Stop new sends (running ones finish)."""
+    from campaigns import lifecycle
     lifecycle.pause(ctx().db, name)
     out.print(f"campaign '{name}' paused")
 
@@ -87,6 +91,7 @@ def pause(name: str) -> None:
 @handled
 def resume(name: str) -> None:
     """Continue a paused campaign with its unsent recipients only."""
+    from campaigns import lifecycle
     c = ctx()
     n = lifecycle.resume(c.db, c.settings, name, enqueue_fn())
     out.print(f"campaign '{name}' resumed: {n} unsent recipients queued")
@@ -96,6 +101,7 @@ def resume(name: str) -> None:
 @handled
 def cancel(name: str) -> None:
     """Cancel: unsent recipients become `cancelled`."""
+    from campaigns import lifecycle
     n = lifecycle.cancel(ctx().db, name)
     out.print(f"campaign '{name}' cancelled ({n} unsent recipients cancelled)")
 
@@ -110,6 +116,7 @@ def _done(c: dict[str, Any]) -> int:
 def status(name: str, as_json: bool = typer.Option(False, "--json"),
            once: bool = typer.Option(False, "--once", help="Print once, do not follow")) -> None:
     """Progress from the ledger; follows until the campaign ends or Ctrl-C."""
+    from campaigns import lifecycle
     c = ctx()
     lifecycle.maintenance(c.db)
     snapshot = lifecycle.counts(c.db, name)
@@ -146,6 +153,9 @@ def follow(db: Any, name: str, *, until_final: bool = True,
            timeout_s: float | None = None) -> dict[str, Any]:
     """A live progress bar until the campaign is finished/cancelled (or Ctrl-C, or the
     timeout)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from campaigns import lifecycle
     deadline = time.monotonic() + timeout_s if timeout_s else None
     snapshot = lifecycle.counts(db, name)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),

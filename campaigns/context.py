@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from campaigns import embedded_redis
 from campaigns.db import Database
 from campaigns.settings import Settings, load_settings
 
@@ -28,6 +27,7 @@ class Context:
 
 def broker_url(settings: Settings) -> str:
     """URL in kombu's spelling (redis+socket:// for the embedded server, started on demand)."""
+    from campaigns import embedded_redis   # redis-py: only for commands that use Redis
     if settings.redis_url:
         return settings.redis_url
     embedded_redis.ensure_running(settings.data_dir)
@@ -36,6 +36,7 @@ def broker_url(settings: Settings) -> str:
 
 def redis_url(settings: Settings) -> str:
     """URL in redis-py's spelling (unix:// for the embedded server, started on demand)."""
+    from campaigns import embedded_redis   # redis-py: only for commands that use Redis
     if settings.redis_url:
         return settings.redis_url
     embedded_redis.ensure_running(settings.data_dir)
