@@ -1,15 +1,17 @@
 """The Celery app, configured from the project's settings (see campaigns.settings)."""
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from celery import Celery, signals
 
 from campaigns.context import Context, broker_url, open_context, redis_url
-from campaigns.settings import load_settings
+from campaigns.errors import CampaignsError
+from campaigns.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from campaigns.pacing import Pacer
@@ -20,6 +22,10 @@ log = logging.getLogger(__name__)
 MAINTENANCE_EVERY_S = 2.0
 #: how often parked messages are released (one worker at a time, under a Redis lock)
 RELEASE_EVERY_S = 0.2
+#: a worker looks at its config file's modification time at most this often (per task)
+RELOAD_CHECK_S = 1.0
+#: what a reload cannot change in a running worker: these need a restart
+RESTART_ONLY = ("data_dir", "database_url", "redis_url", "queue")
 
 settings = load_settings()
 app = Celery("campaigns", include=["workers.tasks"])
@@ -60,6 +66,49 @@ def context() -> Context:
         return _context
 
 
+def _file_stamp(settings: Settings) -> tuple[int, int] | None:
+    try:
+        stat = settings.config_path.stat() if settings.config_path else None
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+_stamp = _file_stamp(settings)
+_next_look = 0.0
+
+
+def reload_settings() -> bool:
+    """Load the config file again when it changed (looked at once per RELOAD_CHECK_S), into
+    this process's context: relays, pools, rates, breaker, sending and bounce policies take
+    effect; RESTART_ONLY keep their old values, with a warning. A file that does not load is
+    logged and the old settings kept. True when the settings were replaced."""
+    global _stamp, _next_look
+    now = time.monotonic()
+    if now < _next_look:
+        return False
+    _next_look = now + RELOAD_CHECK_S
+    stamp = _file_stamp(settings)
+    if stamp == _stamp:
+        return False
+    _stamp = stamp
+    old = context().settings
+    try:
+        new = load_settings()
+    except CampaignsError as err:
+        log.error("%s changed but was not reloaded (the old settings stay): %s",
+                  settings.config_path, err)
+        return False
+    kept = {key: getattr(old, key) for key in RESTART_ONLY}
+    changed = [key for key, value in kept.items() if getattr(new, key) != value]
+    if changed:
+        log.warning("%s: %s changed; restart the workers for that", settings.config_path,
+                    ", ".join(changed))
+    context().settings = dataclasses.replace(new, **kept)
+    log.info("%s reloaded", settings.config_path)
+    return True
+
+
 def _fleet_loop(stop: threading.Event, what: str, every_s: float, lock: str, lock_ms: int,
                 work: Callable[[], None]) -> None:
     """Run `work` every `every_s` in one worker of the whole fleet at a time: the one that
@@ -79,17 +128,24 @@ def _fleet_loop(stop: threading.Event, what: str, every_s: float, lock: str, loc
 def _upkeep() -> None:
     from campaigns.lifecycle import maintenance
     from workers.dispatch import enqueue, pending
-    done = maintenance(context().db, enqueue, settings, pending)
+    done = maintenance(context().db, enqueue, context().settings, pending)
     if any(done.values()):
         log.info("ledger upkeep: %s", done)
 
 
-@functools.cache
-def _release_pacer() -> Pacer:
-    import redis
+_pacer: tuple[Settings, Pacer] | None = None
 
-    from campaigns.pacing import Pacer
-    return Pacer(settings, context().db, redis.Redis.from_url(redis_url(settings)))
+
+def _release_pacer() -> Pacer:
+    """The releaser's pacer, made again when the settings were reloaded."""
+    global _pacer
+    current = context().settings
+    if _pacer is None or _pacer[0] is not current:
+        import redis
+
+        from campaigns.pacing import Pacer
+        _pacer = (current, Pacer(current, context().db, redis.Redis.from_url(redis_url(current))))
+    return _pacer[1]
 
 
 def _release_parked() -> None:
@@ -102,7 +158,7 @@ def _release_parked() -> None:
 
 def _poll_mailbox() -> None:
     from campaigns.intake import poll_mailbox
-    result = poll_mailbox(context().db, settings)
+    result = poll_mailbox(context().db, context().settings)
     if result.handled or result.failed:
         log.info("bounce mailbox: %s handled, %s failed", result.handled, result.failed)
 

@@ -9,24 +9,33 @@ from typing import Any, Callable
 from sqlalchemy.exc import OperationalError
 
 from campaigns.sending import Sender
-from workers.app import app, context
+from workers.app import app, context, reload_settings
 
 _sender: Sender | None = None
 
 
 def sender() -> Sender:
+    """This process's Sender; made again (new relays, limits, breaker) when the config file
+    changed, so a fixed relay password is used by the next message without a restart."""
     global _sender
+    if reload_settings():
+        close_sender()
     if _sender is None:
-        import redis
-
-        from campaigns.context import redis_url
         from campaigns.pacing import Pacer
-        ctx = context()
-        client = redis.Redis.from_url(redis_url(ctx.settings))
         from campaigns.pools import Breaker
+        ctx = context()
+        client = _redis()
         _sender = Sender(ctx.settings, ctx.db, Pacer(ctx.settings, ctx.db, client, clock=_clock()),
                          Breaker(client, ctx.settings.breaker))
     return _sender
+
+
+@functools.cache
+def _redis() -> Any:
+    import redis
+
+    from campaigns.context import redis_url
+    return redis.Redis.from_url(redis_url(context().settings))
 
 
 def _clock() -> Callable[[], float]:
