@@ -58,6 +58,17 @@ def rates_reset(target: str) -> None:
     out.print(f"{target}: " + ("throttle cleared" if cleared else "was not throttled"))
 
 
+def shares(pacer: Any, target: str, effective: float | None) -> dict[str, Any] | None:
+    """What each class of mail may use of a relay's rate now: all of it for bulk while no
+    transactional mail is about, else bulk keeps to its share (see pacing.TX_ACTIVE_MS)."""
+    if not target.startswith("relay:") or target.endswith(":bulk") or effective is None:
+        return None
+    waiting = pacer.transactional_waiting(target.removeprefix("relay:"))
+    bulk = pacer.config(f"{target}:bulk") if waiting else None
+    return {"transactional_waiting": waiting, "transactional_per_s": effective,
+            "bulk_per_s": min(effective, bulk.rate_per_s) if bulk else effective}
+
+
 def rate_rows(pacer: Any) -> list[dict[str, Any]]:
     from campaigns.rates.parse import format_rate
     limits = pacer.limits_by_target
@@ -78,7 +89,8 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
             "daily_cap": cap,
             "daily_cap_reason": "warm-up" if pacer.warmup_of(target) else None,
             "observed_per_s": round(pacer.limiter.observed_rate(target), 2),
-            "parked": parked.get(target, 0)})
+            "parked": parked.get(target, 0),
+            "shares": shares(pacer, target, effective)})
     return rows
 
 
@@ -86,7 +98,8 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
 @handled
 def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every limit: configured rate, current effective rate and why it is lower, today's
-    daily cap, the rate observed over the last minute, and messages parked under it."""
+    daily cap, the rate observed over the last minute, messages parked under it, and for a
+    relay the share bulk and transactional mail may use now."""
     rows = rate_rows(_pacer())
     if as_json:
         print(json.dumps(rows))
@@ -100,6 +113,11 @@ def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
         line += f"  observed {r['observed_per_s']:.1f}/s"
         if r["parked"]:
             line += f"  {r['parked']} parked"
+        if r["shares"] and r["shares"]["transactional_waiting"]:
+            line += (f"  bulk {r['shares']['bulk_per_s']:.3g}/s, transactional "
+                     f"{r['shares']['transactional_per_s']:.3g}/s (transactional mail waiting)")
+        elif r["shares"]:
+            line += "  bulk may use all of it (no transactional mail waiting)"
         out.print(line, markup=False)
 
 

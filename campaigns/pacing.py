@@ -1,6 +1,7 @@
 """Send pacing for one worker process: which limits a message is under (its relay, the
-relay's bulk share, its receiver's domain group, its campaign), their current values (TOML,
-`rates set` overrides, adaptive throttling, warm-up), and one atomic acquire in Redis."""
+relay's bulk share while transactional mail is about, its receiver's domain group or domain,
+its campaign), their current values (TOML, `rates set` overrides, adaptive throttling,
+warm-up), and one atomic acquire in Redis."""
 from __future__ import annotations
 
 import random
@@ -46,6 +47,13 @@ if nxt - now > horizon then return '-1' end
 redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil((horizon + 60) * 1000))
 return tostring(nxt - now)
 """
+#: A transactional message that asks for a relay's token marks the relay for this long:
+#: while marked, bulk mail is also under `relay:NAME:bulk`, its share (1 -
+#: transactional_share) of the relay's rate, so documents find room at once; unmarked, bulk
+#: may use the whole rate (the reservation is work-conserving, issue 11 item 6).
+TX_ACTIVE_MS = 2000
+#: a worker re-marks a relay at most this often (one Redis SET, not one per message)
+TX_MARK_EVERY_S = 0.25
 #: how far ahead denied messages book slots (short, so a raised rate is used within about
 #: this long); the rest come back after this long, doubling with each re-queue up to 16×
 BOOKING_HORIZON_S = 2.0
@@ -74,6 +82,8 @@ class Pacer:
         self._effective: dict[str, tuple[float | None, str | None]] = {}
         self._loaded_at = float("-inf")
         self._throttled: set[str] = set()
+        self._tx_active: set[str] = set()          # relays with transactional mail about
+        self._tx_marked: dict[str, float] = {}     # relay -> monotonic time this process marked it
         self._book = client.register_script(_BOOK)
         self.parking = Parking(client, clock=clock)
 
@@ -87,8 +97,31 @@ class Pacer:
         if now - self._loaded_at >= REFRESH_S:
             self._limits = current_limits(self.db, self.client, self.settings)
             self._throttled = self.adaptive.active()
+            self._tx_active = self._read_tx_active()
             self._effective.clear()
             self._loaded_at = now
+
+    def _read_tx_active(self) -> set[str]:
+        relays = list(self.settings.relays)
+        if not relays:
+            return set()
+        marks: list[Any] = self.client.mget([f"campaigns:tx:{r}" for r in relays])
+        return {relay for relay, mark in zip(relays, marks) if mark is not None}
+
+    def mark_transactional(self, relay: str) -> None:
+        """A transactional message wants `relay`: bulk mail keeps to its share for the next
+        TX_ACTIVE_MS (on every worker within REFRESH_S)."""
+        now = time.monotonic()
+        if now - self._tx_marked.get(relay, float("-inf")) < TX_MARK_EVERY_S:
+            return
+        self._tx_marked[relay] = now
+        self.client.set(f"campaigns:tx:{relay}", "1", px=TX_ACTIVE_MS)
+        self._tx_active.add(relay)
+
+    def transactional_waiting(self, relay: str) -> bool:
+        """Whether transactional mail asked for `relay` in the last TX_ACTIVE_MS."""
+        self.refresh()
+        return relay in self._tx_active
 
     @property
     def throttled_targets(self) -> set[str]:
@@ -119,9 +152,11 @@ class Pacer:
 
     def config(self, target: str) -> LimitConfig | None:
         if target.endswith(":bulk"):
-            base = self._limits.get(target.removesuffix(":bulk"))
-            if base is None or base.rate_per_s is None:
-                return None
+            relay = target.removesuffix(":bulk")
+            base = self._limits.get(relay)
+            if base is None or base.rate_per_s is None \
+                    or relay.removeprefix("relay:") not in self._tx_active:
+                return None     # no transactional mail about: bulk may use the whole rate
             share = 1.0 - min(0.95, self.settings.rates.transactional_share)
             return LimitConfig(target=target, rate_per_s=base.rate_per_s * share, burst=base.burst)
         return self._limits.get(target)
@@ -199,6 +234,8 @@ class Pacer:
         never spent in the slot, which other receivers' messages can use meanwhile: it is
         returned as it is, for the caller to park the message (`parks`), as is a daily
         cap's."""
+        if priority == "transactional":
+            self.mark_transactional(relay)
         limits = self.limits(relay, campaign, priority, address)
         for _ in range(MAX_SPINS):
             decision = self.limiter.acquire(limits)
