@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional
 
 import typer
 
 # campaigns.lifecycle (SQLAlchemy) and rich.progress are imported by the commands that use
 # them, so that `campaigns --help` starts without them
 from campaigns.cli import app, ctx, enqueue_fn, err, handled, out
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.progress import Progress
 
 FINAL = ("finished", "cancelled")
 
@@ -149,21 +153,33 @@ def _rate_eta(samples: deque[tuple[float, int]], total: int) -> tuple[float, str
     return rate, f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min" if left < 7200 else f"{left / 3600:.1f} h"
 
 
+def _progress() -> Progress:
+    """Name, bar, done/total and elapsed time on one line; each task's `detail` below it as
+    plain text that wraps at the terminal's width, so nothing is cut at 80 columns."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class BarThenDetail(Progress):
+        def get_renderables(self) -> Iterable[RenderableType]:
+            yield from super().get_renderables()
+            for task in self.tasks:
+                yield Text(str(task.fields.get("detail", "")), no_wrap=False, overflow="fold")
+
+    return BarThenDetail(TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
+                         TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                         console=out, transient=False)
+
+
 def follow(db: Any, name: str, *, until_final: bool = True,
            timeout_s: float | None = None) -> dict[str, Any]:
     """A live progress bar until the campaign is finished/cancelled (or Ctrl-C, or the
     timeout)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from campaigns import lifecycle
     deadline = time.monotonic() + timeout_s if timeout_s else None
     snapshot = lifecycle.counts(db, name)
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
-               TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[detail]}"),
-               TimeElapsedColumn()]
     samples: deque[tuple[float, int]] = deque(maxlen=20)   # ~10 s of (time, done)
     try:
-        with Progress(*columns, console=out, transient=False) as progress:
+        with _progress() as progress:
             bar = progress.add_task(name, total=snapshot["total"] or 1, detail="")
             while True:
                 lifecycle.maintenance(db)

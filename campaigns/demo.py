@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -86,8 +88,9 @@ def run_demo(*, count: int, workers: int,
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         c = open_context(load_settings(env))
-        out.print(f"embedded Redis at {embedded_redis.socket_path(base)}; SMTP sink on "
-                  f"127.0.0.1:{sink.port}; data in {base}")
+        out.print(f"demo data dir {base} (database, config, received mail); embedded Redis "
+                  f"at {embedded_redis.socket_path(base)}; SMTP sink on 127.0.0.1:{sink.port}",
+                  markup=False)
         csv_path, html_path = _write_inputs(base, count)
         report = import_contacts(c.db, csv_path, "clienti")
         for row_error in report.errors:
@@ -106,6 +109,7 @@ def run_demo(*, count: int, workers: int,
                   f"{k['bounced']}, deferred→sent after retry {sink_retried(sink)}, failed "
                   f"{k['failed']}, in doubt {k['in_doubt']}")
         out.print(f"the sink received {len(sink.received)} messages: {base / 'received'}")
+        out.print(next_steps(base), markup=False)
         return 0 if snapshot["status"] == "finished" and k["sent"] == len(sink.received) else 1
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -113,6 +117,31 @@ def run_demo(*, count: int, workers: int,
             group.stop()
         sink.stop()
         embedded_redis.stop(base)
+
+
+def next_steps(base: Path) -> str:
+    """What to try next on the demo's campaign, with the environment that reaches its data."""
+    data_dir = base.resolve()
+    command = _cli_command()
+    lines = ["try next, on the demo's campaign:",
+             f"  export CAMPAIGNS_DATA_DIR={shlex.quote(str(data_dir))} "
+             f"CAMPAIGNS_CONFIG={shlex.quote(str(data_dir / 'campaigns.toml'))}"]
+    lines += [f"  {command} {args}" for args in ("status natale-2026", "bounces report natale-2026",
+                                                 "relays list", "contacts lists")]
+    return "\n".join(lines)
+
+
+def _cli_command() -> str:
+    """The command as this person can type it: `.venv/bin/campaigns` after `make demo`,
+    `campaigns` when that is on the PATH (or when run as `python -m workers.cli`)."""
+    script = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("campaigns")
+    if script.name != "campaigns" or (on_path and Path(on_path).resolve() == script):
+        return "campaigns"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd().resolve())))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 def _interrupted(*_: object) -> None:
