@@ -101,19 +101,23 @@ def contacts_lists() -> None:
 
 @supp_app.command("add")
 @handled
-def suppressions_add(address: str, reason: str = typer.Option("manual", help="Why")) -> None:
-    """Never mail ADDRESS again (queued mail to it included)."""
+def suppressions_add(address: str, reason: str = typer.Option("manual", help="Why"),
+                     scope: str = typer.Option("all", help="what it stops: all (every message), "
+                                               "bulk (bulk campaigns), stream:NAME, list:NAME")
+                     ) -> None:
+    """Never mail ADDRESS again in SCOPE (queued mail to it included)."""
     from campaigns import suppressions
-    added = suppressions.add(ctx().db, address, reason)
+    added = suppressions.add(ctx().db, address, reason, scope=scope)
     out.print("suppressed" if added else "already suppressed")
 
 
 @supp_app.command("remove")
 @handled
-def suppressions_remove(address: str) -> None:
+def suppressions_remove(address: str, scope: Optional[str] = typer.Option(
+        None, help="lift only this scope (default: every scope)")) -> None:
     """Lift the suppression of ADDRESS: it may be mailed again."""
     from campaigns import suppressions
-    removed = suppressions.remove(ctx().db, address)
+    removed = suppressions.remove(ctx().db, address, scope)
     out.print("removed" if removed else "not suppressed")
     if not removed:
         raise typer.Exit(1)
@@ -122,18 +126,19 @@ def suppressions_remove(address: str) -> None:
 @supp_app.command("list")
 @handled
 def suppressions_list() -> None:
-    """Every suppression: address, source, reason, when."""
+    """Every suppression: address, scope, source, reason, when."""
     from campaigns import suppressions
     for s in suppressions.list_all(ctx().db):
-        out.print(f"{s.address}\t{s.source}\t{s.reason}\t{s.created_at:%Y-%m-%d %H:%M}",
-                  markup=False)
+        out.print(f"{s.address}\t{s.scope}\t{s.source}\t{s.reason}\t"
+                  f"{s.created_at:%Y-%m-%d %H:%M}", markup=False)
 
 
 @supp_app.command("import")
 @handled
 def suppressions_import(file: Path) -> None:
     """Suppress every address of a CSV file with an `email` column (optional `reason`,
-    `source`, `category`: what `export` writes). Bad rows are listed; the rest imported."""
+    `source`, `category`, `scope`: what `export` writes; scope defaults to all). Bad rows are
+    listed; the rest imported."""
     from campaigns import suppressions
     report = suppressions.import_csv(ctx().db, file)
     for err in report.errors:
@@ -147,7 +152,8 @@ def suppressions_import(file: Path) -> None:
 @supp_app.command("export")
 @handled
 def suppressions_export(file: Optional[Path] = typer.Argument(None, help="default: stdout")) -> None:
-    """Every suppression with its cause (source, category, delivery, bounce report) as CSV.
+    """Every suppression with its cause (source, category, delivery, bounce report) and
+    scope as CSV.
 
     A cell starting with = + - @, a tab or a carriage return gets a leading single quote, so
     a spreadsheet shows it as text instead of running it as a formula; `suppressions import`

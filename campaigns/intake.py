@@ -2,10 +2,11 @@
 sending, a returned message from the inbound endpoint, the IMAP mailbox or a file, and,
 later, provider webhooks).
 
-- hard and complaint: the delivery is `bounced` and the address suppressed at once;
+- hard and complaint: the delivery is `bounced` and the address suppressed at once (a hard
+  bounce for every message, scope `all`; a complaint for bulk mail, scope `bulk`);
 - soft (and unknown, and a returned `expired`): the delivery is `bounced`; the address is
-  suppressed after `soft_limit` soft bounces within `soft_days`, counted from its last
-  successful delivery (a success resets the count);
+  suppressed for bulk mail after `soft_limit` soft bounces within `soft_days`, counted from
+  its last successful delivery (a success resets the count);
 - block, policy, auth, toolarge: the delivery is `bounced` with that category, the address
   never suppressed (the receiver refuses *us*, or the message; not the recipient's fault);
 - throttle, relay and a delay notice (`final=False`): recorded, nothing else changes;
@@ -31,10 +32,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import suppressions
 from campaigns.bounces import BounceReport, Classification, parse_bounce
 from campaigns.bounces.model import BounceCategory
 from campaigns.db import Database, as_utc
-from campaigns.models import BounceEvent, Campaign, Delivery, Suppression, utcnow
+from campaigns.models import BounceEvent, Campaign, Delivery, utcnow
 from campaigns.settings import Settings
 from campaigns.tokens import read_return_path, read_token
 
@@ -269,14 +271,15 @@ def _last_success(s: Session, address: str) -> datetime | None:
 
 
 def _suppress(s: Session, event: BounceEvent, source: str, reason: str) -> bool:
-    """Suppress the event's address with its cause; False when it already was."""
-    if s.scalar(select(Suppression.id).where(Suppression.address == event.address)):
+    """Suppress the event's address with its cause, in the scope its category calls for
+    (suppressions.scope_for: a hard bounce everything, a complaint or repeated soft bounces
+    bulk mail); False when a suppression already covered it."""
+    scope = suppressions.scope_for(event.category)
+    if not suppressions.record(s, event.address, scope, reason=reason, source=source,
+                               category=event.category, delivery_id=event.delivery_id,
+                               bounce_id=event.id, created_at=event.created_at):
         return False
-    s.add(Suppression(address=event.address, reason=reason, source=source,
-                      category=event.category, delivery_id=event.delivery_id,
-                      bounce_id=event.id, created_at=event.created_at))
-    s.flush()
-    log.info("suppressed %s: %s (delivery %s, bounce %s)", event.address, reason,
+    log.info("suppressed %s (%s): %s (delivery %s, bounce %s)", event.address, scope, reason,
              event.delivery_id, event.id)
     return True
 

@@ -16,8 +16,9 @@ from campaigns.db import Database, as_utc
 from campaigns.errors import InputError, NotFound, StateError
 from campaigns.models import (DELIVERY_STATUSES, OPEN, PENDING, Campaign, CampaignStatus,
                               Contact, ContactList, Delivery, DeliveryStatus, ListMember,
-                              Suppression, Template, utcnow)
+                              Template, utcnow)
 from campaigns.settings import Settings
+from campaigns.suppressions import blocks
 
 #: enqueue(delivery_ids, countdown_s, priority) publishes one send task per id, on the
 #: queue of that priority ("bulk" or "transactional")
@@ -148,14 +149,14 @@ def _insert(db: Database) -> Any:
 
 
 def _expand(db: Database, campaign: Campaign, batch: int) -> tuple[int, int]:
-    """One Delivery row per list member, keyset-paged; suppressed addresses get `suppressed`.
+    """One Delivery row per list member, keyset-paged; an address with a suppression that
+    stops this campaign (suppressions.blocks: its scope) gets `suppressed`.
     Returns (rows added, of which suppressed)."""
     before = _status_counts(db, campaign.id)
     insert, last = _insert(db), 0
     stmt = insert(Delivery).on_conflict_do_nothing(index_elements=["campaign_id", "address"])
-    query = (select(ListMember.contact_id, Contact.email, Suppression.id)
+    query = (select(ListMember.contact_id, Contact.email, blocks(Contact.email, campaign.id))
              .join(Contact, Contact.id == ListMember.contact_id)
-             .outerjoin(Suppression, Suppression.address == Contact.email)
              .where(ListMember.list_id == campaign.list_id)
              .order_by(ListMember.contact_id).limit(batch))
     while True:

@@ -44,6 +44,26 @@ PENDING = ("queued", "deferred")
 OPEN = ("queued", "deferred", "sending")
 
 
+class Priority(str, enum.Enum):
+    """A campaign's priority, which is also its stream (transactional mail goes first)."""
+    BULK = "bulk"
+    TRANSACTIONAL = "transactional"
+
+
+class SuppressionScope(str, enum.Enum):
+    """What a suppression stops: every message (`all`: a hard bounce, a manual entry by
+    default), bulk campaigns (`bulk`: a complaint, an unsubscribe, repeated soft bounces),
+    one stream (`stream:NAME`; for now a campaign's priority is its stream) or the campaigns
+    of one list (`list:NAME`). STREAM and LIST are prefixes: `SuppressionScope.LIST.of(name)`."""
+    ALL = "all"
+    BULK = "bulk"
+    STREAM = "stream"
+    LIST = "list"
+
+    def of(self, name: str) -> str:
+        return f"{self.value}:{name}"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -72,12 +92,15 @@ class ListMember(Base):
 
 
 class Suppression(Base):
-    """An address never mailed again, and why: `source` (manual, import, smtp, bounce,
-    complaint, soft-limit, unsubscribe), the bounce `category`, and the delivery and bounce
-    report that caused it."""
+    """An address not mailed again in `scope` (SuppressionScope: one address may have several),
+    and why: `source` (manual, import, smtp, bounce, complaint, soft-limit, unsubscribe), the
+    bounce `category`, and the delivery and bounce report that caused it."""
     __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("address", "scope", name="uq_suppression_address_scope"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    address: Mapped[str] = mapped_column(String(320), unique=True)
+    address: Mapped[str] = mapped_column(String(320))
+    scope: Mapped[str] = mapped_column(String(220), default=SuppressionScope.ALL.value,
+                                       server_default=SuppressionScope.ALL.value)
     reason: Mapped[str] = mapped_column(Text, default="manual")
     source: Mapped[str] = mapped_column(String(20), default="manual", server_default="manual")
     category: Mapped[str | None] = mapped_column(String(20))

@@ -303,7 +303,7 @@ def test_suppressions_import_and_export_csv(project: Any) -> None:
     assert f"{path}:3" in done.stdout and "email" in done.stdout
     assert "2 suppressed, 0 already suppressed, 1 rows with errors" in done.stdout
     exported = project.cli("suppressions", "export").stdout.splitlines()
-    assert exported[0] == "email,reason,source,category,delivery_id,bounce_id,created_at"
+    assert exported[0] == "email,reason,source,category,delivery_id,bounce_id,created_at,scope"
     assert exported[1].startswith("x@example.test,left the company,import,")
     assert exported[2].startswith("y@example.test,imported,import,")
     again = project.root / "again.csv"
