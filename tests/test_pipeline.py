@@ -32,7 +32,7 @@ def test_thousand_recipients_each_get_one_personalised_message(project):
     assert status["campaign"] == "big" and status["status"] == "finished"
     assert status["total"] == 1000 and status["counts"]["sent"] == 1000
     assert set(status["counts"]) == {"queued", "sending", "sent", "deferred", "bounced",
-                                     "failed", "suppressed", "cancelled", "in_doubt"}
+                                     "failed", "suppressed", "cancelled", "in_doubt", "expired"}
 
 
 def test_relaunch_and_redelivered_tasks_send_nothing_twice(project):
