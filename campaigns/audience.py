@@ -26,6 +26,7 @@ from sqlalchemy import Table, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from campaigns.attribute_watch import AttributeWatch
 from campaigns.db import Database
 from campaigns.errors import InputError, NotFound
 from campaigns.models import Contact, ContactList, ListMember, utcnow
@@ -66,6 +67,7 @@ class ImportReport:
     duplicates: int = 0   # rows repeating an address seen earlier in the same file
     errors: list[RowError] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # attribute columns, without email
+    warnings: list[str] = field(default_factory=list)  # attributes changed under a campaign
 
     def summary(self) -> str:
         return (f"{self.file} -> list '{self.list_name}': {self.imported} imported, "
@@ -122,7 +124,8 @@ def import_contacts(db: Database, path: Path, list_name: str, *,
     whitespace (empty cells are stored as ""). Blank rows are skipped.
 
     A contact already known keeps its other attributes; columns of this file overwrite
-    same-named ones. `source_dir` becomes this file's folder (attachment paths are relative
+    same-named ones (`warnings` names the attributes so changed that a scheduled, sending,
+    waiting or paused campaign, or a schedule, reads for a list they are in). `source_dir` becomes this file's folder (attachment paths are relative
     to it). An address repeated within the file is merged: later non-empty values win.
 
     Bad rows are reported in `ImportReport.errors` and the others imported. A file that can
@@ -281,6 +284,7 @@ class _Importer:
         # address -> attributes to merge in; only the non-empty ones for an address
         # already written by an earlier chunk (a duplicate row)
         self.chunk: dict[str, dict[str, str]] = {}
+        self.watch = AttributeWatch.load(session)
 
     def _ensure_list(self, name: str) -> int:
         stmt = self.insert(ContactList).values(name=name, created_at=utcnow())
@@ -333,6 +337,7 @@ class _Importer:
         self.report.imported = counts["imported"]
         self.report.updated = counts["updated"]
         self.report.unchanged = counts["unchanged"]
+        self.report.warnings = self.watch.warnings()
         return self.report
 
     def _flush(self) -> None:
@@ -377,16 +382,19 @@ class _Importer:
         return {email: cid for cid, email in self.session.connection().execute(stmt, rows)}
 
     def _update(self, existing: dict[str, tuple[int, dict[str, Any], str | None, bool]]) -> None:
-        now, changes = utcnow(), []
+        now, changes, watched = utcnow(), [], {}
         for address, (cid, attrs, source_dir, member) in existing.items():
             merged = {**attrs, **self.chunk[address]}
             changed = merged != attrs or source_dir != self.source_dir
             if changed:
                 changes.append({"id": cid, "attributes": merged,
                                 "source_dir": self.source_dir, "updated_at": now})
+                if names := self.watch.changed(attrs, self.chunk[address]):
+                    watched[cid] = names
             self._record(address, "updated" if changed or not member else "unchanged")
         if changes:
             self.session.execute(update(Contact), changes)
+        self.watch.note(self.session, watched)
 
     def _record(self, address: str, outcome: str) -> None:
         """An address seen in an earlier chunk keeps "imported"; "unchanged" can only

@@ -82,6 +82,8 @@ def contacts_import(file: Path, list_name: str = typer.Option(..., "--list", hel
     out.print(f"{report.file} → list '{report.list_name}': {report.imported} imported, "
               f"{report.updated} updated, {report.unchanged} unchanged, "
               f"{len(report.errors)} invalid, {report.duplicates} duplicate")
+    for warning in report.warnings:   # attributes changed under a campaign about to send
+        err.print(f"warning: {warning}", markup=False)
 
 
 @contacts_app.command("lists")
