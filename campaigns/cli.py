@@ -244,19 +244,26 @@ def relays_list() -> None:
         out.print(f"  {pool.name}: {pool.strategy} [{members}]{routes}{mark}", markup=False)
 
 
+def redis_if_running(settings: Any) -> Any:
+    """A client of the configured Redis, or of the embedded one when it runs (None when it
+    does not: never start one just to look)."""
+    import redis
+
+    from campaigns import embedded_redis
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    if embedded_redis.is_running(settings.data_dir):
+        return redis.Redis(unix_socket_path=str(embedded_redis.socket_path(settings.data_dir)),
+                           socket_timeout=2)
+    return None
+
+
 def _breaker_states(settings: Any) -> dict[str, str]:
     """Each relay's circuit breaker, as the fleet shares it in Redis ({} when unreachable)."""
     try:
-        import redis
-
-        from campaigns import embedded_redis
         from campaigns.pools import Breaker
-        if settings.redis_url:
-            client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-        elif embedded_redis.is_running(settings.data_dir):   # never start one just to list
-            client = redis.Redis(unix_socket_path=str(embedded_redis.socket_path(settings.data_dir)),
-                                 socket_timeout=2)
-        else:
+        client = redis_if_running(settings)
+        if client is None:
             return {}
         breaker = Breaker(client, settings.breaker)
         return {name: breaker.state(name).describe() for name in settings.relays}

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 FINAL = ("finished", "cancelled")
+#: statuses in which a campaign is meant to be sending (status explains when it does not)
+ACTIVE = ("sending", "waiting")
 
 
 @app.command("create")
@@ -119,26 +121,52 @@ def _done(c: dict[str, Any]) -> int:
 @handled
 def status(name: str, as_json: bool = typer.Option(False, "--json"),
            once: bool = typer.Option(False, "--once", help="Print once, do not follow")) -> None:
-    """Progress from the ledger; follows until the campaign ends or Ctrl-C."""
+    """Progress from the ledger, and why a campaign is slow or stuck (no worker taking
+    tasks, an open breaker, parked messages, the binding limit or throttle, a window);
+    follows until the campaign ends or Ctrl-C."""
     from campaigns import lifecycle
     c = ctx()
     lifecycle.maintenance(c.db)
     snapshot = lifecycle.counts(c.db, name)
+    why = _why(c, name) if snapshot["status"] in ACTIVE else []
     if as_json:
+        reason = [snapshot["reason"]] if snapshot["reason"] and snapshot["status"] not in FINAL else []
         print(json.dumps({k: snapshot[k] for k in ("campaign", "status", "total", "counts")}
-                         | ({"reason": snapshot["reason"]} if snapshot["reason"] else {})))
+                         | ({"reason": snapshot["reason"]} if snapshot["reason"] else {})
+                         | {"why": reason + why}))
         return
     if once or snapshot["status"] in FINAL + ("draft",):
-        _print_counts(snapshot)
+        _print_counts(snapshot, why)
         return
+    for line in why:
+        out.print(f"  why: {line}", markup=False)
     follow(c.db, name)
 
 
-def _print_counts(snapshot: dict[str, Any]) -> None:
+def _why(c: Any, name: str) -> list[str]:
+    """campaigns.planning.explain with this process's Redis; what can be said without it."""
+    import redis
+
+    from campaigns.cli import redis_if_running
+    from campaigns.pacing import Pacer
+    from campaigns.planning import explain
+    from campaigns.pools import Breaker
+    client = redis_if_running(c.settings)
+    if client is None:
+        return ["Redis is not running: no worker is taking tasks"]
+    try:
+        return explain(Pacer(c.settings, c.db, client), Breaker(client, c.settings.breaker), name)
+    except redis.RedisError as e:   # the counts are shown whatever Redis does
+        return [f"Redis is not reachable ({e}): no worker can take a task"]
+
+
+def _print_counts(snapshot: dict[str, Any], why: list[str] | None = None) -> None:
     counts = snapshot["counts"]
     out.print(f"campaign '{snapshot['campaign']}': {snapshot['status']}"
-              + (f" ({snapshot['reason']})" if snapshot["reason"] else ""))
+              + (f" ({snapshot['reason']})" if snapshot["reason"] else ""), markup=False)
     out.print("  " + "  ".join(f"{k}={v}" for k, v in counts.items() if v) or "  no recipients")
+    for line in why or ():
+        out.print(f"  why: {line}", markup=False)
 
 
 def _rate_eta(samples: deque[tuple[float, int]], total: int) -> tuple[float, str]:

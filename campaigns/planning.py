@@ -1,13 +1,23 @@
-"""`campaigns plan`: duration from the audience's domain-group mix and the limits."""
+"""`campaigns plan`: duration from the audience's domain-group mix and the limits; and
+`campaigns status`: why a sending campaign is slow or stuck (`explain`)."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from campaigns.lifecycle import get_campaign
-from campaigns.models import Contact, ListMember, Suppression
+from campaigns.models import (PENDING, CampaignStatus, Contact, Delivery, ListMember,
+                              Suppression, utcnow)
+
+#: Redis key: when a worker last took a send task (epoch seconds; workers/tasks.py)
+LAST_TASK_KEY = "campaigns:last-task"
+#: no task taken for this long while rows are due: no worker consumes the queue
+IDLE_WORKERS_S = 60.0
+#: pending addresses read to name the receivers a campaign still waits for
+SAMPLE = 5000
 
 
 def _duration(seconds: float) -> str:
@@ -35,10 +45,29 @@ def estimate(pacer: Any, name: str) -> list[str]:
     lines = [f"campaign '{name}': {total} recipients (suppressed excluded) via relay '{relay}'",
              "  mix: " + ", ".join(f"{g} {n} ({n / max(total, 1):.0%})"
                                    for g, n in groups.most_common())]
+    bounds = _bounds(pacer, _targets(relay, name, campaign.priority, total, groups))
+    if not bounds:
+        return lines + ["  no limit applies: as fast as the workers and the relay go"]
+    bounds.sort(reverse=True)
+    for seconds, label in bounds:
+        lines.append(f"  {label}: {_duration(seconds)}")
+    lines.append(f"estimated duration: {_duration(bounds[0][0])}; the binding limit is {bounds[0][1]}")
+    return lines
+
+
+def _targets(relay: str, name: str, priority: str, total: int,
+             receivers: Counter[str]) -> list[tuple[str, int]]:
+    """The limits a campaign's messages are under, with how many messages each takes
+    (`receivers`: by domain group, "other" for the rest, or by `domain:…` target)."""
     targets = [(f"relay:{relay}", total), (f"campaign:{name}", total)]
-    if campaign.priority != "transactional":
+    if priority != "transactional":
         targets.append((f"relay:{relay}:bulk", total))
-    targets += [(f"domain:{g}", n) for g, n in groups.items() if g != "other"]
+    return targets + [(g if g.startswith("domain:") else f"domain:{g}", n)
+                      for g, n in receivers.items() if g != "other"]
+
+
+def _bounds(pacer: Any, targets: list[tuple[str, int]]) -> list[tuple[float, str]]:
+    """(seconds the target needs for its messages, what binds it), the longest first."""
     bounds: list[tuple[float, str]] = []
     pacer.refresh()
     for target, count in targets:
@@ -49,10 +78,68 @@ def estimate(pacer: Any, name: str) -> list[str]:
         cap = None if target.endswith(":bulk") else pacer.daily_cap(target, config)
         if cap:
             bounds.append((count / cap * 86400, f"{target} daily cap {cap}"))
-    if not bounds:
-        return lines + ["  no limit applies: as fast as the workers and the relay go"]
-    bounds.sort(reverse=True)
-    for seconds, label in bounds:
-        lines.append(f"  {label}: {_duration(seconds)}")
-    lines.append(f"estimated duration: {_duration(bounds[0][0])}; the binding limit is {bounds[0][1]}")
-    return lines
+    return sorted(bounds, reverse=True)
+
+
+def _pending(db: Any, campaign_id: int) -> tuple[int, int, list[str]]:
+    """(rows pending, rows due now, a sample of the pending addresses)."""
+    due = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= utcnow())
+    mine = (Delivery.campaign_id == campaign_id, Delivery.status.in_(PENDING))
+    with db.session() as s:
+        pending = s.scalar(select(func.count()).where(*mine)) or 0
+        now_due = s.scalar(select(func.count()).where(*mine, due)) or 0
+        sample = list(s.scalars(select(Delivery.address).where(*mine).limit(SAMPLE)))
+    return pending, now_due, sample
+
+
+def explain(pacer: Any, breaker: Any, name: str, *, now: float | None = None) -> list[str]:
+    """Why campaign `name` is slow or stuck, beside its status reason (a window, a pause):
+    no worker taking tasks, an open circuit breaker, messages parked under a limit, and the
+    limit that binds what is left (as `plan` computes it, throttles included). [] when it
+    is not sending or has nothing left to send."""
+    from campaigns.pools import candidates
+    with pacer.db.session() as s:
+        campaign = get_campaign(s, name)
+        cid, status, target, priority = campaign.id, campaign.status, campaign.relay, campaign.priority
+    if status not in (CampaignStatus.SENDING.value, CampaignStatus.WAITING.value):
+        return []
+    pending, due, sample = _pending(pacer.db, cid)
+    if not pending:
+        return []
+    why = []
+    if due and status == CampaignStatus.SENDING.value:
+        why += _idle_workers(pacer.client, time.time() if now is None else now)
+    relays = sorted(set(candidates(pacer.settings, target)))
+    for relay in relays:
+        state = breaker.state(relay)
+        if state.state != "closed":
+            why.append(f"relay '{relay}' circuit breaker {state.describe()}")
+    # receivers: groups, and plain domains (limited only when set or throttled)
+    receivers = Counter(pacer.receiver(a)[0] for a in sample)
+    scale = pending / max(1, len(sample))
+    scaled = Counter({r: max(1, round(n * scale)) for r, n in receivers.items()})
+    targets = [t for relay in relays for t in _targets(relay, name, priority, pending, scaled)]
+    parked = pacer.parking.counts()
+    for t in sorted({t for t, _ in targets} & set(parked)):
+        if parked[t]:
+            why.append(f"{parked[t]} messages parked under {t}, released at its rate")
+    bounds = _bounds(pacer, targets)
+    if bounds:
+        seconds, label = bounds[0]
+        why.append(f"binding limit: {label}, about {_duration(seconds)} for the {pending} left")
+    return why
+
+
+def _idle_workers(client: Any, now: float) -> list[str]:
+    last = client.get(LAST_TASK_KEY)
+    idle = now - float(last) if last is not None else None
+    if idle is not None and idle < IDLE_WORKERS_S:
+        return []
+    since = f"for {idle:.0f} s" if idle is not None else f"in the last {IDLE_WORKERS_S:.0f} s"
+    return [f"no worker has taken a task {since}: is `campaigns worker` running "
+            "(on this queue and Redis)?"]
+
+
+def record_task(client: Any, now: float | None = None) -> None:
+    """A worker took a task (for `explain`); kept a day."""
+    client.set(LAST_TASK_KEY, f"{time.time() if now is None else now:.3f}", ex=86400)

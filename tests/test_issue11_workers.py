@@ -1,10 +1,13 @@
 """Issue 11: running workers as an operator meets them: configuration changes reach them
-(item 9)."""
+(item 9); `campaigns status` says why a campaign is slow or stuck (item 8)."""
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
+import redis
 
 from campaigns.sink import ScriptedSink
 from tests.helpers import make_campaign
@@ -33,3 +36,58 @@ def test_a_fixed_relay_password_is_used_after_resume_without_restarting_workers(
         assert snap["status"] == "finished", snap
         assert snap["counts"]["sent"] == 5 and auth_sink.wait_for(5, timeout_s=10)
         assert all(proc.poll() is None for proc in group.procs)   # the same worker all along
+
+
+# --- item 8: status says why -----------------------------------------------------------------
+
+def why(project: Any, name: str) -> list[str]:
+    return list(json.loads(project.cli("status", name, "--json").stdout)["why"])
+
+
+def wait_why(project: Any, name: str, text: str, timeout_s: float = 40) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = why(project, name)
+        if any(text in line for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
+
+
+def test_status_says_when_no_worker_takes_tasks(project: Any) -> None:
+    make_campaign(project, "first", 3)
+    group = project.workers(1)
+    project.cli("launch", "first")
+    assert project.wait_status("first")["status"] == "finished"
+    group.stop(timeout_s=5)
+    make_campaign(project, "second", 3)
+    project.cli("launch", "second")
+    assert not [w for w in why(project, "second") if "no worker" in w]   # one took a task just now
+    # the last task taken two minutes ago, as after two minutes without workers
+    redis.Redis.from_url(project.redis_url).set("campaigns:last-task", f"{time.time() - 120:.3f}")
+    lines = why(project, "second")
+    assert any(w.startswith("no worker has taken a task for 1") for w in lines), lines
+    text = project.cli("status", "second", "--once").stdout
+    assert "why: no worker has taken a task for 1" in text and "queued=3" in text
+
+
+def test_status_names_a_relay_whose_breaker_is_open(project: Any) -> None:
+    project.extra_toml = "[breaker]\nfailures = 2\ncooldown_s = 300\n"
+    project.write_config()
+    project.sink.stop()                        # the relay cannot be reached
+    make_campaign(project, "down", 5)
+    project.workers(1)
+    project.cli("launch", "down")
+    lines = wait_why(project, "down", "circuit breaker")
+    assert any(w.startswith("relay 'sink' circuit breaker open after") for w in lines), lines
+    assert "why: relay 'sink' circuit breaker open" in project.cli("status", "down", "--once").stdout
+
+
+def test_status_names_the_binding_limit_and_parked_messages(project: Any) -> None:
+    make_campaign(project, "slow", 10)
+    project.cli("rates", "set", "campaign:slow", "6/min")
+    project.workers(1)
+    project.cli("launch", "slow")
+    lines = wait_why(project, "slow", "parked under campaign:slow")
+    assert any(w.startswith("binding limit: campaign:slow at 0.1/s") for w in lines), lines
+    assert any("messages parked under campaign:slow" in w for w in lines), lines
+    project.cli("cancel", "slow")

@@ -67,6 +67,7 @@ def close_sender() -> None:
 def send_delivery(delivery_id: int, hops: int = 0) -> str:
     """Send one ledger row. A row that is not claimable (already sent, paused campaign,
     retry not yet due) makes this a no-op, so redelivered tasks never send twice."""
+    _took_a_task()
     outcome = sender().deliver(delivery_id, hops)
     if outcome.retry_in_s is not None:
         from workers.dispatch import queue_for
@@ -74,6 +75,19 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
                                   countdown=outcome.retry_in_s,
                                   queue=queue_for(outcome.priority, retry=True))
     return outcome.status
+
+
+_recorded_at = float("-inf")
+
+
+def _took_a_task() -> None:
+    """Tell `campaigns status` a worker is taking tasks (one Redis SET a second at most)."""
+    global _recorded_at
+    now = time.monotonic()
+    if now - _recorded_at >= 1.0:
+        from campaigns.planning import record_task
+        record_task(_redis())
+        _recorded_at = now
 
 
 @functools.cache
