@@ -73,3 +73,22 @@ def test_deferred_past_max_defer_s_is_expired_and_a_receiver_throttle_is_its_own
     assert "throttle cleared" in out
     assert "domain:slow.test" not in rates_json(project)
     assert "not throttled" in project.cli("rates", "reset", "domain:slow.test").stdout
+
+
+def test_the_relay_is_throttled_only_when_it_said_so(project):
+    import redis
+
+    from campaigns.pacing import Pacer
+    pacer = Pacer(project.ctx.settings, project.ctx.db, redis.Redis.from_url(project.redis_url))
+    cases = {
+        "451 4.7.1 Rate limited, try again later": "domain:example.test",
+        "421 4.7.0 [TSS04] Messages temporarily deferred due to unexpected volume":
+            "domain:example.test",
+        "421 4.7.0 mx.test Error: too many connections from 127.0.0.1": "relay:sink",
+        "450 4.7.1 Error: too much mail from 127.0.0.1": "relay:sink",
+        "421 4.7.0 Too many messages from your IP, slow down": "relay:sink",
+    }
+    for reply, target in cases.items():
+        assert pacer.throttle_target("sink", "a@Example.TEST", reply) == target, reply
+    assert pacer.throttle_target("sink", "a@gmail.com", "451 4.7.1 Rate limited") == \
+        "domain:google"
