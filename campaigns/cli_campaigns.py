@@ -253,7 +253,9 @@ def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
                                            help="Worker processes (one per core is best)"),
            pool: str = typer.Option("solo", "--pool", help="solo (N processes) or prefork"),
            loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
-    """Start Celery workers with this project's settings (Ctrl-C stops them)."""
+    """Start Celery workers with this project's settings (Ctrl-C stops them). A worker
+    process that dies is started again and logged; after 5 restarts in a minute this exits
+    with 1 (for systemd's Restart=on-failure)."""
     import signal as sig
 
     from campaigns.workerproc import WorkerGroup
@@ -267,11 +269,15 @@ def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
     out.print(f"{len(group.procs)} worker process(es) started; Ctrl-C to stop")
     sig.signal(sig.SIGTERM, _interrupt)  # a service manager's stop = Ctrl-C: warm shutdown
     try:
-        code = group.wait()
+        code = group.supervise(_log)
     except KeyboardInterrupt:
         group.stop()
         return
     raise typer.Exit(code)
+
+
+def _log(line: str) -> None:
+    err.print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {line}", markup=False)
 
 
 def _interrupt(*_: object) -> None:

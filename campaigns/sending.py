@@ -140,6 +140,8 @@ class Sender:
         self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
+        #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
+        self.sending: tuple[int, str] = (0, "")
         self._async_commit = db.dialect == "postgresql"
 
     def close(self) -> None:
@@ -264,6 +266,8 @@ class Sender:
     def _send(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
               message: OutgoingMessage, route: _Route) -> Outcome:
         relay: str | None = route.relay
+        where = self._where(rt, delivery_id, message.recipient)
+        log.debug("%s: sending through relay %s", where, relay)
         while True:
             assert relay is not None
             try:
@@ -295,6 +299,11 @@ class Sender:
                                 text=result.text, message_id=message.message_id, relay=relay,
                                 provider_id=result.provider_id)
 
+    def _where(self, rt: CampaignRuntime, delivery_id: int, address: str) -> str:
+        label = f"campaign {rt.name}, delivery {delivery_id}, to @{address.rpartition('@')[2]}"
+        self.sending = (delivery_id, label)
+        return label
+
     def _trip(self, relay: str) -> None:
         """`relay` could not be reached or refused us: a failure on its circuit breaker."""
         if self.breaker is not None:
@@ -307,7 +316,7 @@ class Sender:
         The message was not handed over, so sending it through another relay is safe."""
         if not route.pool:
             return None
-        log.warning("campaign %s: relay %s failed; trying the pool's next relay", rt.name, failed)
+        log.warning("%s: relay %s failed; trying the pool's next relay", self.sending[1], failed)
         while route.spare:
             nxt = route.spare.pop(0)
             if self.breaker is not None and not self.breaker.allow(nxt):
@@ -323,7 +332,7 @@ class Sender:
         """The relay could not be reached: not the recipient's fault. The row waits about a
         breaker cooldown without spending an attempt; while the breaker is open, its tasks
         come back without a claim (see _precheck), so an outage of any length costs nothing."""
-        log.warning("campaign %s: relay %s unavailable: %s", rt.name, relay, err)
+        log.warning("%s: relay %s unavailable: %s", self.sending[1], relay, err)
         wait = self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)
         return self._defer(rt, delivery_id, err, max(wait, err.retry_after_s or 0.0),
                            refund=True, relay=relay)
@@ -404,7 +413,7 @@ class Sender:
         """Our relay refuses us: not the recipient's fault. The row goes back to the queue
         (the attempt is not counted) and the campaign pauses until a person fixes the relay."""
         reason = f"relay '{rt.relay or self.settings.default_relay}' refused us: {err}"
-        log.error("campaign %s paused: %s", rt.name, reason)
+        log.error("%s: campaign paused: %s", self.sending[1], reason)
         now = utcnow()
         with self.db.engine.begin() as conn:
             conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(

@@ -7,7 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from typing import IO, Mapping
+from collections import deque
+from typing import IO, Callable, Mapping
+
+#: `supervise` starts dead workers again at most this often per minute, then gives up
+MAX_RESTARTS_PER_MIN = 5
 
 
 def worker_argv(index: int, *, queue: str, pool: str = "solo", concurrency: int = 1,
@@ -35,11 +39,40 @@ class WorkerGroup:
 
     def start(self) -> "WorkerGroup":
         for i in range(self.count):
-            self.procs.append(subprocess.Popen(
-                worker_argv(i, queue=self.queue, pool=self.pool, concurrency=self.concurrency,
-                            loglevel=self.loglevel),
-                env=self.env, stdout=self.log, stderr=self.log, start_new_session=True))
+            self.procs.append(self._spawn(i))
         return self
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            worker_argv(index, queue=self.queue, pool=self.pool, concurrency=self.concurrency,
+                        loglevel=self.loglevel),
+            env=self.env, stdout=self.log, stderr=self.log, start_new_session=True)
+
+    def supervise(self, say: Callable[[str], None], *,
+                  max_restarts: int = MAX_RESTARTS_PER_MIN, poll_s: float = 0.5) -> int:
+        """Run until stopped (KeyboardInterrupt), starting again each worker process that
+        exits, and saying so. More than `max_restarts` in a minute: the others are stopped
+        and 1 returned, so a service manager (systemd Restart=on-failure) takes over."""
+        restarts: deque[float] = deque()
+        while True:
+            time.sleep(poll_s)
+            for i, proc in enumerate(self.procs):
+                code = proc.poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                while restarts and now - restarts[0] > 60:
+                    restarts.popleft()
+                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                if len(restarts) >= max_restarts:
+                    say(f"worker process {i} (pid {proc.pid}) died ({how}); {len(restarts)} "
+                        "restarts in the last minute: giving up, stopping the others")
+                    self.stop()
+                    return 1
+                restarts.append(now)
+                self.procs[i] = self._spawn(i)
+                say(f"worker process {i} (pid {proc.pid}) died ({how}); started again as "
+                    f"pid {self.procs[i].pid}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         for proc in self.procs:

@@ -1,8 +1,14 @@
 """Issue 11: running workers as an operator meets them: configuration changes reach them
-(item 9); `campaigns status` says why a campaign is slow or stuck (item 8)."""
+(item 9); `campaigns status` says why a campaign is slow or stuck (item 8); `campaigns worker`
+starts a dead worker process again (item 11)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -80,6 +86,9 @@ def test_status_names_a_relay_whose_breaker_is_open(project: Any) -> None:
     lines = wait_why(project, "down", "circuit breaker")
     assert any(w.startswith("relay 'sink' circuit breaker open after") for w in lines), lines
     assert "why: relay 'sink' circuit breaker open" in project.cli("status", "down", "--once").stdout
+    # item 11: a worker's warning names campaign, delivery and recipient domain
+    logs = (project.root / "workers-0.log").read_text(errors="replace")
+    assert re.search(r"campaign down, delivery \d+, to @example\.test: relay sink unavailable", logs)
 
 
 def test_status_names_the_binding_limit_and_parked_messages(project: Any) -> None:
@@ -91,3 +100,53 @@ def test_status_names_the_binding_limit_and_parked_messages(project: Any) -> Non
     assert any(w.startswith("binding limit: campaign:slow at 0.1/s") for w in lines), lines
     assert any("messages parked under campaign:slow" in w for w in lines), lines
     project.cli("cancel", "slow")
+
+
+# --- item 11: `campaigns worker` starts a dead worker process again ---------------------------
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def wait_for(check: Any, timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return result
+
+
+def test_campaigns_worker_starts_a_killed_worker_process_again(project: Any) -> None:
+    log_path = project.root / "campaigns-worker.log"
+    with open(log_path, "wb") as log:
+        cli = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "-c", "1"],
+                               env=project.env, cwd=project.root, stdout=log, stderr=log)
+    try:
+        first = wait_for(lambda: children(cli.pid))
+        assert len(first) == 1
+        os.kill(first[0], signal.SIGKILL)
+        said = wait_for(lambda: "started again as pid" in log_path.read_text())
+        text = log_path.read_text()
+        assert said, text
+        assert f"worker process 0 (pid {first[0]}) died (killed by SIGKILL); started again" in text
+        assert cli.poll() is None
+        make_campaign(project, "after", 5)
+        project.cli("launch", "after")
+        snap = project.wait_status("after", timeout_s=60)
+        assert snap["status"] == "finished" and snap["counts"]["sent"] == 5
+    finally:
+        cli.send_signal(signal.SIGTERM)
+        try:
+            cli.wait(20)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+        for pid in children(cli.pid):
+            os.kill(pid, signal.SIGKILL)

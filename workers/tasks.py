@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from campaigns.sending import Sender
 from workers.app import app, context, reload_settings
 
 _sender: Sender | None = None
+log = logging.getLogger(__name__)
 
 
 def sender() -> Sender:
@@ -68,7 +70,13 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
     """Send one ledger row. A row that is not claimable (already sent, paused campaign,
     retry not yet due) makes this a no-op, so redelivered tasks never send twice."""
     _took_a_task()
-    outcome = sender().deliver(delivery_id, hops)
+    try:
+        outcome = sender().deliver(delivery_id, hops)
+    except Exception:
+        at_id, where = _sender.sending if _sender is not None else (0, "")
+        log.exception("send task failed: %s", where if at_id == delivery_id
+                      else f"delivery {delivery_id}")
+        raise
     if outcome.retry_in_s is not None:
         from workers.dispatch import queue_for
         send_delivery.apply_async((delivery_id,), {"hops": outcome.hops},
