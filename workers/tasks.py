@@ -116,6 +116,7 @@ def scheduler_tick() -> str:
 
     from campaigns import scheduling
     from workers.dispatch import enqueue
+    _took_a_task()
     clock, client = _tick_parts()
     ctx = context()
     token = uuid.uuid4().hex
