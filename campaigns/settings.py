@@ -362,6 +362,12 @@ def require_secrets(config: RelayConfig) -> None:
         raise RelayConfigError(unset[0].problem)
 
 
+def _setting(raw: dict[str, Any], defaults: Any, name: str, kind: type, low: float,
+             where: str) -> Any:
+    """The TOML table's `name`, else the default's, checked by `_clamp`."""
+    return _clamp(name, raw.get(name, getattr(defaults, name)), kind, low, where)
+
+
 def _relay(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     """One [relays.NAME] table. A `preset` (kind smtp) fills host, port, security and a fixed
     username; keys in the table win. Each secret is given as KEY or KEY_env (the name of an
@@ -433,18 +439,16 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
     at = f"{where}: [sending]"
     d = SendingPolicy()
     return SendingPolicy(
-        max_attempts=_clamp("max_attempts", raw.get("max_attempts", d.max_attempts), int, 1, at),
-        retry_base_s=_clamp("retry_base_s", raw.get("retry_base_s", d.retry_base_s), float, 0.01, at),
-        retry_max_s=_clamp("retry_max_s", raw.get("retry_max_s", d.retry_max_s), float, 0.01, at),
-        lease_s=_clamp("lease_s", raw.get("lease_s", d.lease_s), float, 1, at),
-        visibility_timeout_s=_clamp("visibility_timeout_s",
-                                    raw.get("visibility_timeout_s", d.visibility_timeout_s), float, 1, at),
-        republish_after_s=_clamp("republish_after_s",
-                                 raw.get("republish_after_s", d.republish_after_s), float, 0.5, at),
-        max_defer_s=_clamp("max_defer_s", raw.get("max_defer_s", d.max_defer_s), float, 1, at),
-        preflight_sample=_clamp("preflight_sample", raw.get("preflight_sample", d.preflight_sample), int, 1, at),
-        expand_batch=_clamp("expand_batch", raw.get("expand_batch", d.expand_batch), int, 1, at),
-        enqueue_batch=_clamp("enqueue_batch", raw.get("enqueue_batch", d.enqueue_batch), int, 1, at),
+        max_attempts=_setting(raw, d, "max_attempts", int, 1, at),
+        retry_base_s=_setting(raw, d, "retry_base_s", float, 0.01, at),
+        retry_max_s=_setting(raw, d, "retry_max_s", float, 0.01, at),
+        lease_s=_setting(raw, d, "lease_s", float, 1, at),
+        visibility_timeout_s=_setting(raw, d, "visibility_timeout_s", float, 1, at),
+        republish_after_s=_setting(raw, d, "republish_after_s", float, 0.5, at),
+        max_defer_s=_setting(raw, d, "max_defer_s", float, 1, at),
+        preflight_sample=_setting(raw, d, "preflight_sample", int, 1, at),
+        expand_batch=_setting(raw, d, "expand_batch", int, 1, at),
+        enqueue_batch=_setting(raw, d, "enqueue_batch", int, 1, at),
     )
 
 
@@ -493,10 +497,10 @@ def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> Rates
                 raise ConfigError(f"{wat}: needs start, factor and start_date (YYYY-MM-DD): {err}") from None
     return RatesConfig(
         timezone=tz, daily_window=window,
-        transactional_share=_clamp("transactional_share", raw.get("transactional_share", d.transactional_share), float, 0, at),
-        quiet_period_s=_clamp("quiet_period_s", raw.get("quiet_period_s", d.quiet_period_s), float, 0.1, at),
-        max_wait_s=_clamp("max_wait_s", raw.get("max_wait_s", d.max_wait_s), float, 0, at),
-        long_wait_s=_clamp("long_wait_s", raw.get("long_wait_s", d.long_wait_s), float, 1, at),
+        transactional_share=_setting(raw, d, "transactional_share", float, 0, at),
+        quiet_period_s=_setting(raw, d, "quiet_period_s", float, 0.1, at),
+        max_wait_s=_setting(raw, d, "max_wait_s", float, 0, at),
+        long_wait_s=_setting(raw, d, "long_wait_s", float, 1, at),
         mx_lookup=bool(raw.get("mx_lookup", False)),
         limits={t: _limit(t, v, where) for t, v in raw.get("limits", {}).items()},
         groups={str(k): [str(x).lower() for x in v] for k, v in groups.items()},
@@ -541,13 +545,13 @@ def _bounces(raw: Any, where: str) -> BouncesConfig:
     return BouncesConfig(
         domain=domain.lower() if domain else None,
         local_part=str(raw.get("local_part", d.local_part)),
-        soft_limit=_clamp("soft_limit", raw.get("soft_limit", d.soft_limit), int, 1, at),
-        soft_days=_clamp("soft_days", raw.get("soft_days", d.soft_days), float, 0.01, at),
-        guard_min_sample=_clamp("guard_min_sample", raw.get("guard_min_sample", d.guard_min_sample), int, 1, at),
-        guard_max_hard=_clamp("guard_max_hard", raw.get("guard_max_hard", d.guard_max_hard), float, 0, at),
-        guard_max_complaint=_clamp("guard_max_complaint", raw.get("guard_max_complaint", d.guard_max_complaint), float, 0, at),
+        soft_limit=_setting(raw, d, "soft_limit", int, 1, at),
+        soft_days=_setting(raw, d, "soft_days", float, 0.01, at),
+        guard_min_sample=_setting(raw, d, "guard_min_sample", int, 1, at),
+        guard_max_hard=_setting(raw, d, "guard_max_hard", float, 0, at),
+        guard_max_complaint=_setting(raw, d, "guard_max_complaint", float, 0, at),
         listen=listen, imap=imap,
-        imap_every_s=_clamp("imap_every_s", raw.get("imap_every_s", d.imap_every_s), float, 1, at))
+        imap_every_s=_setting(raw, d, "imap_every_s", float, 1, at))
 
 
 def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, PoolConfig]:
@@ -588,8 +592,8 @@ def _breaker(raw: Any, where: str) -> BreakerConfig:
     raw = check_table(raw, at, {"failures", "cooldown_s"})
     d = BreakerConfig()
     return BreakerConfig(
-        failures=_clamp("failures", raw.get("failures", d.failures), int, 1, at),
-        cooldown_s=_clamp("cooldown_s", raw.get("cooldown_s", d.cooldown_s), float, 0.1, at))
+        failures=_setting(raw, d, "failures", int, 1, at),
+        cooldown_s=_setting(raw, d, "cooldown_s", float, 0.1, at))
 
 
 def _schedules(raw: Any, where: str) -> SchedulesConfig:
@@ -597,9 +601,9 @@ def _schedules(raw: Any, where: str) -> SchedulesConfig:
     raw = check_table(raw, at, {"grace_s", "tick_s", "data_timeout_s"})
     d = SchedulesConfig()
     return SchedulesConfig(
-        grace_s=_clamp("grace_s", raw.get("grace_s", d.grace_s), float, 0, at),
-        tick_s=_clamp("tick_s", raw.get("tick_s", d.tick_s), float, 0.1, at),
-        data_timeout_s=_clamp("data_timeout_s", raw.get("data_timeout_s", d.data_timeout_s), float, 0.1, at))
+        grace_s=_setting(raw, d, "grace_s", float, 0, at),
+        tick_s=_setting(raw, d, "tick_s", float, 0.1, at),
+        data_timeout_s=_setting(raw, d, "data_timeout_s", float, 0.1, at))
 
 
 def _attachments(raw: Any, where: str) -> AttachmentPolicy:
@@ -616,8 +620,8 @@ def _attachments(raw: Any, where: str) -> AttachmentPolicy:
                               "other than /")
     return AttachmentPolicy(
         roots=tuple(roots),
-        max_file_bytes=_clamp("max_file_bytes", raw.get("max_file_bytes", d.max_file_bytes), int, 1, at),
-        max_message_bytes=_clamp("max_message_bytes", raw.get("max_message_bytes", d.max_message_bytes), int, 1, at))
+        max_file_bytes=_setting(raw, d, "max_file_bytes", int, 1, at),
+        max_message_bytes=_setting(raw, d, "max_message_bytes", int, 1, at))
 
 
 def _templates(raw: Any, where: str) -> TemplatesConfig:
@@ -626,9 +630,9 @@ def _templates(raw: Any, where: str) -> TemplatesConfig:
     raw = check_table(raw, at, {"max_render_s", "max_part_bytes", "max_range"})
     d = TemplatesConfig()
     config = TemplatesConfig(
-        max_render_s=_clamp("max_render_s", raw.get("max_render_s", d.max_render_s), float, 0.01, at),
-        max_part_bytes=_clamp("max_part_bytes", raw.get("max_part_bytes", d.max_part_bytes), int, 1000, at),
-        max_range=_clamp("max_range", raw.get("max_range", d.max_range), int, 1, at))
+        max_render_s=_setting(raw, d, "max_render_s", float, 0.01, at),
+        max_part_bytes=_setting(raw, d, "max_part_bytes", int, 1000, at),
+        max_range=_setting(raw, d, "max_range", int, 1, at))
     from campaigns.render_limits import RenderLimits, configure_limits
     configure_limits(RenderLimits(config.max_render_s, config.max_part_bytes, config.max_range))
     return config
