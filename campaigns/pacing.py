@@ -76,7 +76,8 @@ class Pacer:
         rates = settings.rates
         self.limiter = RedisLimiter(client)
         self.adaptive = AdaptiveThrottle(client, quiet_s=rates.quiet_period_s, clock=clock)
-        self.groups = DomainGroups(rates.groups, mx_lookup=dns_mx_lookup() if rates.mx_lookup else None)
+        self.groups = DomainGroups(rates.groups, mx_lookup=dns_mx_lookup(
+            nameservers=rates.mx_nameservers) if rates.mx_lookup else None)
         self.zone = ZoneInfo(rates.timezone)
         self._limits: dict[str, LimitConfig] = {}
         self._effective: dict[str, tuple[float | None, str | None]] = {}
@@ -133,12 +134,15 @@ class Pacer:
         return self.groups.group(address.rpartition("@")[2].lower())
 
     def receiver(self, address: str) -> tuple[str, bool]:
-        """The receiver's target, `domain:GROUP`, else `domain:<recipient domain>`, and
-        whether it is a group (a domain alone is limited only when set or throttled)."""
-        group = self.group_of(address)
+        """The receiver's target, `domain:GROUP`, else `domain:<its MX host>` when MX lookup
+        is on and the domain has one (every domain that host receives for shares it), else
+        `domain:<recipient domain>`; and whether it is a group (a domain or MX host alone
+        is limited only when set or throttled)."""
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        group = self.groups.group(domain)
         if group:
             return f"domain:{group}", True
-        return "domain:" + address.rpartition("@")[2].lower().rstrip("."), False
+        return "domain:" + (self.groups.mx_host(domain) or domain), False
 
     def targets(self, relay: str, campaign: str, priority: str, address: str) -> list[str]:
         out = [f"relay:{relay}"]

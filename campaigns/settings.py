@@ -136,6 +136,7 @@ class RatesConfig:
     max_wait_s: float = 0.05             # wait this long in the worker slot, else re-queue
     long_wait_s: float = 120.0           # a wait this long (a daily cap) parks the campaign
     mx_lookup: bool = False
+    mx_nameservers: tuple[str, ...] = ()  # ask these ("IP" or "IP:PORT"), not resolv.conf's
     limits: dict[str, LimitConfig] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     warmup: dict[str, WarmupConfig] = field(default_factory=dict)   # by relay name
@@ -470,6 +471,12 @@ def _limit(target: str, raw: Any, at: str) -> LimitConfig:
     return LimitConfig(target=target, rate_per_s=rate, burst=burst, daily_cap=daily)
 
 
+def _strings(value: Any, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{at}: expected a list of text, like [\"127.0.0.1:5353\"], got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
 def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> RatesConfig:
     at = f"{where}: [rates]"
     d = RatesConfig()
@@ -502,6 +509,7 @@ def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> Rates
         max_wait_s=_setting(raw, d, "max_wait_s", float, 0, at),
         long_wait_s=_setting(raw, d, "long_wait_s", float, 1, at),
         mx_lookup=bool(raw.get("mx_lookup", False)),
+        mx_nameservers=_strings(raw.get("mx_nameservers", []), f"{at}.mx_nameservers"),
         limits={t: _limit(t, v, where) for t, v in raw.get("limits", {}).items()},
         groups={str(k): [str(x).lower() for x in v] for k, v in groups.items()},
         warmup=warmup)

@@ -123,3 +123,19 @@ def test_default_mx_lookup_needs_dnspython(monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ConfigError, match=r"pip install campaigns\[dns\]"):
         dns_mx_lookup()
+
+
+def test_mx_host_of_an_ungrouped_domain_and_nameserver_spelling() -> None:
+    groups = DomainGroups(mx_lookup=FakeResolver({"corp.example": ["MX1.Hoster.Example."],
+                                                  "ws.example": ["aspmx.l.google.com"],
+                                                  "null.example": ["."]}))
+    assert groups.mx_host("corp.example") == "mx1.hoster.example"
+    assert groups.mx_host("ws.example") is None         # grouped by its MX: "google"
+    assert groups.mx_host("gmail.com") is None          # grouped statically
+    assert groups.mx_host("null.example") is None       # RFC 7505 null MX
+    assert groups.mx_host("none.example") is None
+    assert DomainGroups().mx_host("corp.example") is None   # MX lookup off
+    from campaigns.errors import ConfigError
+    assert callable(dns_mx_lookup(nameservers=["127.0.0.1:5353", "[::1]:53", "10.0.0.53", "::1"]))
+    with pytest.raises(ConfigError, match="mx_nameservers: '127.0.0.1:dns'; expected IP or IP:PORT"):
+        dns_mx_lookup(nameservers=["127.0.0.1:dns"])

@@ -92,3 +92,86 @@ def test_the_relay_is_throttled_only_when_it_said_so(project):
         assert pacer.throttle_target("sink", "a@Example.TEST", reply) == target, reply
     assert pacer.throttle_target("sink", "a@gmail.com", "451 4.7.1 Rate limited") == \
         "domain:google"
+
+
+class MxServer:
+    """A DNS server on 127.0.0.1 (UDP, a thread) that answers MX queries from a table, as a
+    company's resolver would; NXDOMAIN for any other name. Real dnspython asks it."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        import socket
+        import threading
+        self.table = {k.lower(): v for k, v in table.items()}
+        self.queries: list[str] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rrset
+        while not self.stopping.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            query = dns.message.from_wire(data)
+            name = query.question[0].name.to_text().rstrip(".").lower()
+            self.queries.append(name)
+            reply = dns.message.make_response(query)
+            hosts = self.table.get(name)
+            if hosts is None:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            else:
+                reply.answer.append(dns.rrset.from_text_list(
+                    name + ".", 300, "IN", "MX", [f"{10 * (i + 1)} {h}." for i, h in enumerate(hosts)]))
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_a_throttle_belongs_to_the_mx_host_every_domain_it_receives_for_shares(project):
+    """Issue 11 item 1, "or its MX host when known": with `[rates] mx_lookup`, two company
+    domains hosted on one MX are one receiver; a third on another MX is not slowed down."""
+    import redis
+
+    from campaigns.pacing import Pacer
+    dns_server = MxServer({"a.test": ["mx1.shared.test", "mx2.shared.test"],
+                           "b.test": ["MX1.Shared.Test"], "c.test": ["mx.other.test"]})
+    try:
+        project.extra_toml = (f'[rates]\nmx_lookup = true\n'
+                              f'mx_nameservers = ["127.0.0.1:{dns_server.port}"]\n')
+        project.write_config()
+        pacer = Pacer(project.ctx.settings, project.ctx.db, redis.Redis.from_url(project.redis_url))
+        reply = "451 4.7.1 Rate limited, try again later"
+        assert pacer.throttle_target("sink", "x@a.test", reply) == "domain:mx1.shared.test"
+        assert pacer.throttle_target("sink", "y@B.test", reply) == "domain:mx1.shared.test"
+        assert pacer.throttle_target("sink", "z@c.test", reply) == "domain:mx.other.test"
+        assert pacer.throttle_target("sink", "w@nowhere.test", reply) == "domain:nowhere.test"
+        assert dns_server.queries.count("a.test") == 1          # cached
+
+        project.sink.rules += [Rule(r"@a\.test$", 451, "4.7.1 Rate limited, try again later",
+                                    times=2)]
+        rows = [("first@a.test", "A", "x")]
+        rows += [(f"b{i}@b.test", "B", "y") for i in range(3)]
+        rows += [(f"c{i}@c.test", "C", "z") for i in range(3)]
+        make_campaign(project, "mx", rows=rows)
+        project.workers(1)
+        project.cli("launch", "mx")
+        snap = project.wait_status("mx", timeout_s=90)
+        assert snap["status"] == "finished" and snap["counts"]["sent"] == 7, snap
+        shown = rates_json(project)
+        assert shown["domain:mx1.shared.test"]["why_lower"], shown   # a.test's reply, its MX
+        assert "domain:a.test" not in shown and "domain:b.test" not in shown
+        assert "domain:mx.other.test" not in shown and "domain:c.test" not in shown
+        assert shown["relay:sink"]["why_lower"] is None
+    finally:
+        dns_server.close()

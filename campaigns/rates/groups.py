@@ -52,23 +52,26 @@ def _normalise(domain: str) -> str:
     return domain.strip().rstrip(".").lower()
 
 
+_MxAnswer = tuple[str | None, str | None]   # (group, most preferred MX host)
+
+
 class _TtlCache:
     """A small LRU with per-entry expiry (monotonic seconds)."""
 
     def __init__(self, size: int, ttl_s: float, clock: Callable[[], float]) -> None:
-        self._data: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, _MxAnswer]] = OrderedDict()
         self._size, self._ttl_s, self._clock = size, ttl_s, clock
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> tuple[bool, str | None]:
+    def get(self, key: str) -> _MxAnswer | None:
         with self._lock:
             entry = self._data.get(key)
             if entry is None or entry[0] <= self._clock():
-                return False, None
+                return None
             self._data.move_to_end(key)
-            return True, entry[1]
+            return entry[1]
 
-    def put(self, key: str, value: str | None) -> None:
+    def put(self, key: str, value: _MxAnswer) -> None:
         with self._lock:
             self._data[key] = (self._clock() + self._ttl_s, value)
             self._data.move_to_end(key)
@@ -128,20 +131,28 @@ class DomainGroups:
         found = self._static(domain)
         if found is not None or self._mx_lookup is None:
             return found
-        return self._group_by_mx(domain)
+        return self._by_mx(domain)[0]
 
-    def _group_by_mx(self, domain: str) -> str | None:
+    def mx_host(self, domain: str) -> str | None:
+        """The most preferred MX host of a domain that has no group, when MX lookup is on and
+        the domain has one ("mx1.hoster.example"); None otherwise. Domains with the same
+        MX host are the same receiver: a throttle one of them reports holds for all."""
+        domain = _normalise(domain)
+        if self._mx_lookup is None or self._static(domain) is not None:
+            return None
+        group, host = self._by_mx(domain)
+        return host if group is None else None
+
+    def _by_mx(self, domain: str) -> _MxAnswer:
         assert self._mx_lookup is not None
-        hit, cached = self._mx_cache.get(domain)
-        if hit:
+        cached = self._mx_cache.get(domain)
+        if cached is not None:
             return cached
-        found = None
-        for host in self._mx_lookup(domain):
-            found = self._mx_group(_normalise(host))
-            if found is not None:
-                break
-        self._mx_cache.put(domain, found)
-        return found
+        hosts = [_normalise(host) for host in self._mx_lookup(domain)]
+        found = next((g for g in map(self._mx_group, hosts) if g is not None), None)
+        answer = (found, hosts[0] if hosts and hosts[0] else None)
+        self._mx_cache.put(domain, answer)
+        return answer
 
     def _mx_group(self, host: str) -> str | None:
         labels = host.split(".")
@@ -183,17 +194,23 @@ def _check_pattern(group: str, pattern: object, seen: dict[str, str]) -> None:
     seen[name] = group
 
 
-def dns_mx_lookup(timeout_s: float = 2.0) -> MxLookup:
+def dns_mx_lookup(timeout_s: float = 2.0, nameservers: Sequence[str] = ()) -> MxLookup:
     """An `mx_lookup` backed by dnspython (the `dns` extra). Raises ConfigError at once when
     dnspython is not installed. The returned function gives MX hosts by preference and []
-    for no MX, no domain or a failed lookup."""
+    for no MX, no domain or a failed lookup.
+
+    nameservers: "IP" or "IP:PORT" ("[IPv6]:PORT") to ask instead of /etc/resolv.conf's."""
     try:
         import dns.exception
+        import dns.nameserver
         import dns.resolver
     except ImportError as err:
         raise ConfigError("grouping domains by MX needs dnspython: "
                           "pip install campaigns[dns]") from err
-    resolver = dns.resolver.Resolver()
+    resolver = dns.resolver.Resolver(configure=not nameservers)
+    if nameservers:
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(*_host_port(ns, 53))
+                                for ns in nameservers]
     resolver.lifetime = timeout_s
 
     def lookup(domain: str) -> list[str]:
@@ -205,3 +222,13 @@ def dns_mx_lookup(timeout_s: float = 2.0) -> MxLookup:
         return [str(record.exchange).rstrip(".").lower() for record in records]
 
     return lookup
+
+
+def _host_port(text: str, default: int) -> tuple[str, int]:
+    """"10.0.0.53" → ("10.0.0.53", 53); "127.0.0.1:5353", "[::1]:5353" with their port."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        return text.strip().strip("[]"), default     # no port, or a bare IPv6 address
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"[rates] mx_nameservers: {text!r}; expected IP or IP:PORT")
+    return host.strip("[]"), int(port)
