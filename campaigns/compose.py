@@ -14,15 +14,13 @@ from sqlalchemy.orm import Session
 from campaigns import attachments
 from campaigns.attachments import AttachmentError
 from campaigns.errors import CampaignsError
+from campaigns.headers import DELIVERY_HEADER
 from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
 from campaigns.models import Campaign, Template
 from campaigns.rendering import (CompiledTemplate, Record, Rendered, build_context,
                                  compile_template)
 from campaigns.settings import AttachmentPolicy, Settings
 from campaigns.tokens import make_return_path, make_token
-
-#: our own header on every message, for attributing bounces to a delivery
-DELIVERY_HEADER = "X-Campaigns-Delivery"
 
 
 @dataclass

@@ -12,9 +12,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from functools import cached_property
 
-#: Our own header on every message we send (campaigns.compose.DELIVERY_HEADER, repeated
-#: here because compose imports the database layer).
-DELIVERY_HEADER = "X-Campaigns-Delivery"
+from campaigns.headers import DELIVERY_HEADER
 
 _ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers",
                    "message/rfc822-headers", "message/global-headers", "text/rfc822")
