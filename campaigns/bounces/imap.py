@@ -25,6 +25,7 @@ from typing import Any
 
 from campaigns.errors import CampaignsError, InputError
 from campaigns.settings import Secret
+from campaigns.tls import TlsSetupError, client_context
 
 log = logging.getLogger(__name__)
 
@@ -215,14 +216,10 @@ def _check(config: ImapConfig, stage: str, result: tuple[str, list[Any]]) -> lis
 
 
 def _tls_context(config: ImapConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if config.ca_file:
-        try:
-            context.load_verify_locations(cafile=config.ca_file)
-        except (OSError, ssl.SSLError) as err:
-            raise ImapError(f"imap {config.address}: cannot load ca_file {config.ca_file}: "
-                            f"{err}") from None
-    return context
+    try:
+        return client_context(config.ca_file)
+    except TlsSetupError as err:
+        raise ImapError(f"imap {config.address}: {err}") from None
 
 
 def _connect(config: ImapConfig) -> imaplib.IMAP4:

@@ -28,6 +28,7 @@ from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayIn
                               RelayPermanentError, RelayTemporaryError)
 from campaigns.relays.base import OutgoingMessage, SendResult
 from campaigns.settings import RelayConfig
+from campaigns.tls import TlsSetupError, client_context
 
 _USER_AGENT = "campaigns (+https://pypi.org/project/campaigns/)"
 
@@ -117,15 +118,12 @@ class HttpApiRelay:
         if self._client is not None:
             return
         cfg = self._config
-        verify: ssl.SSLContext | bool = True
-        try:
-            if cfg.ca_file:
-                verify = ssl.create_default_context(cafile=cfg.ca_file)
-        except (OSError, ssl.SSLError) as err:
-            raise RelayConfigError(f"relay '{self.name}': cannot load ca_file {cfg.ca_file}: "
-                                   f"{getattr(err, 'strerror', None) or err}") from err
-        if not cfg.tls_verify:
-            verify = False
+        verify: ssl.SSLContext | bool = cfg.tls_verify   # True: httpx's own CA bundle
+        if cfg.ca_file:   # the ca_file alone, as before (SMTP and IMAP add it to the system's)
+            try:
+                verify = client_context(cfg.ca_file, verify=cfg.tls_verify, system_cas=False)
+            except TlsSetupError as err:
+                raise RelayConfigError(f"relay '{self.name}': {err}") from err
         self._client = httpx.Client(
             base_url=self.base_url, timeout=httpx.Timeout(cfg.timeout_s), verify=verify,
             headers={"User-Agent": _USER_AGENT, "Accept": "application/json",

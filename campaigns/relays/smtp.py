@@ -26,6 +26,7 @@ from campaigns.relays.smtp_client import (Client, NoGreeting, default_helo, dot_
                                           greeting_s, peer_closed)
 from campaigns.relays.smtp_replies import parse_reply, queued_as, reply_error, retry_after_s
 from campaigns.settings import SECURITY_MODES, RelayConfig
+from campaigns.tls import TlsSetupError, client_context
 
 __all__ = ["SmtpRelay", "parse_reply", "reply_error", "retry_after_s"]
 
@@ -196,17 +197,10 @@ class SmtpRelay:
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
             cfg = self._config
-            ctx = ssl.create_default_context()  # system CAs, hostname checked
-            if cfg.ca_file:
-                try:
-                    ctx.load_verify_locations(cafile=cfg.ca_file)
-                except (OSError, ssl.SSLError) as err:
-                    raise RelayConfigError(f"relay '{self.name}': cannot load ca_file {cfg.ca_file}: "
-                                           f"{getattr(err, 'strerror', None) or err}") from err
-            if not cfg.tls_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            self._tls = ctx
+            try:   # system CAs plus ca_file, hostname checked unless tls_verify = false
+                self._tls = client_context(cfg.ca_file, verify=cfg.tls_verify)
+            except TlsSetupError as err:
+                raise RelayConfigError(f"relay '{self.name}': {err}") from err
         return self._tls
 
     def _greet(self, conn: smtplib.SMTP, steps: _Steps) -> None:
