@@ -23,11 +23,10 @@ from typing import Any, BinaryIO, Iterator, cast
 
 import email_validator
 from sqlalchemy import Table, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from campaigns.attribute_watch import AttributeWatch
-from campaigns.db import Database
+from campaigns.db import Database, insert_for
 from campaigns.errors import InputError, NotFound
 from campaigns.models import Contact, ContactList, ListMember, utcnow
 
@@ -276,7 +275,7 @@ class _Importer:
                  header: _Header, *, source_dir: str, check_dns: bool) -> None:
         self.session, self.file, self.header = session, file, header
         self.source_dir, self.check_dns = source_dir, check_dns
-        self.insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.insert = insert_for(dialect)
         self.list_id = self._ensure_list(list_name)
         self.report = ImportReport(file=file, list_name=list_name,
                                    columns=[n for _, n in header.attributes])

@@ -16,6 +16,13 @@ from campaigns.settings import Settings
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+def insert_for(dialect: str) -> Any:
+    """The dialect's INSERT (SQLite's or PostgreSQL's), which has ON CONFLICT DO NOTHING
+    (`.on_conflict_do_nothing(index_elements=[...])`) on both: the one insert-or-ignore."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]

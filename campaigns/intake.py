@@ -25,45 +25,21 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
-from campaigns import suppressions
 from campaigns.bounces import BounceReport, Classification, parse_bounce
 from campaigns.bounces.model import BounceCategory
-from campaigns.db import Database, as_utc
-from campaigns.models import BounceEvent, Campaign, Delivery, utcnow
+from campaigns.db import Database
+from campaigns.ledger import campaigns as ledger_campaigns
+from campaigns.ledger import reports
+from campaigns.ledger.reports import SUPPRESS_NOW, Applied, SoftPolicy
+from campaigns.models import CampaignStatus, Delivery
 from campaigns.settings import Settings
 from campaigns.tokens import read_return_path, read_token
 
 log = logging.getLogger(__name__)
-
-#: categories that suppress the address at once
-SUPPRESS_NOW = frozenset({BounceCategory.HARD, BounceCategory.COMPLAINT})
-#: categories counted towards the soft limit
-SOFT = frozenset({BounceCategory.SOFT, BounceCategory.UNKNOWN, BounceCategory.EXPIRED})
-#: categories that only get recorded
-RECORD_ONLY = frozenset({BounceCategory.THROTTLE, BounceCategory.RELAY,
-                         BounceCategory.AUTOREPLY})
-#: statuses a returned report may turn into `bounced` (not a row still being retried)
-_BOUNCEABLE = ("sent", "in_doubt", "bounced", "failed")
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What one report did: `action` is bounced, suppressed, recorded, ignored, delivered,
-    unmatched or duplicate."""
-    address: str | None
-    category: str
-    reason: str
-    action: str
-    delivery_id: int | None = None
-    bounce_id: int | None = None
-
 
 #: RFC 3464 per-message fields (and RFC 5965 feedback fields) that identify a report: what
 #: the reporting MTA wrote, never the trace headers each hop or mailbox adds on top
@@ -187,124 +163,23 @@ def process_message(db: Database, settings: Settings, raw: bytes, *, source: str
 def apply(db: Database, settings: Settings, verdict: Classification, *, source: str,
           delivery_id: int | None, key: str, address: str | None = None,
           attributed: bool = True) -> Applied:
-    """Record one report and do what its category asks (module docstring), then run the
-    reputation guard on its campaign for a hard bounce or a complaint. `delivery_id` None,
-    or `attributed` False, records it as unmatched."""
-    category = BounceCategory(verdict.category)
-    now = utcnow()
-    with db.session() as s:
-        delivery = s.get(Delivery, delivery_id) if delivery_id is not None else None
-        if delivery is not None and address and delivery.address.lower() != address.lower():
-            # the report names another recipient than the delivery it came back for
-            # (a forwarder): believe the delivery, the address we mailed
-            log.info("bounce for delivery %s names %s; recorded against %s", delivery_id,
-                     address, delivery.address)
-        addr = delivery.address if delivery is not None else (address or "").lower()
-        event = BounceEvent(
-            report_key=key, source=source, delivery_id=delivery.id if delivery else None,
-            campaign_id=delivery.campaign_id if delivery else None, address=addr or "-",
-            category=category.value, reason=verdict.reason, permanent=verdict.permanent,
-            final=getattr(verdict, "final", True), status=getattr(verdict, "status", None),
-            reply_code=getattr(verdict, "reply_code", None),
-            diagnostic=(getattr(verdict, "diagnostic", None) or None),
-            feedback_type=getattr(verdict, "feedback_type", None), created_at=now)
-        s.add(event)
-        try:
-            s.flush()
-        except IntegrityError:
-            s.rollback()
-            return Applied(addr, category.value, verdict.reason, "duplicate", delivery_id)
-        action = _act(s, settings, event, delivery, attributed, now)
-        event.action = action
-        applied = Applied(addr, category.value, verdict.reason, action,
-                          delivery.id if delivery else None, event.id)
-        campaign_id = event.campaign_id
-    if category in SUPPRESS_NOW and campaign_id is not None and action != "unmatched":
-        guard(db, settings, campaign_id)
+    """Record one report and do what its category asks (module docstring; the ledger
+    writes), then run the reputation guard on its campaign for a hard bounce or a
+    complaint. `delivery_id` None, or `attributed` False, records it as unmatched."""
+    soft = SoftPolicy(days=settings.bounces.soft_days, limit=settings.bounces.soft_limit)
+    applied = reports.record(db, soft, verdict, source=source, delivery_id=delivery_id, key=key,
+                             address=address, attributed=attributed)
+    if (BounceCategory(verdict.category) in SUPPRESS_NOW and applied.campaign_id is not None
+            and applied.action not in ("unmatched", "duplicate")):
+        guard(db, settings, applied.campaign_id)
     return applied
-
-
-def _act(s: Session, settings: Settings, event: BounceEvent, delivery: Delivery | None,
-         attributed: bool, now: datetime) -> str:
-    category = BounceCategory(event.category)
-    if delivery is None or not attributed:
-        return "unmatched"
-    if not event.final:
-        return "recorded"          # a delay notice: the MTA is still trying
-    if category == BounceCategory.AUTOREPLY:
-        return "ignored"
-    if category in RECORD_ONLY:
-        return "recorded"
-    if category == BounceCategory.DELIVERED:
-        s.execute(update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "sent")
-                  .values(bounce_category="delivered", bounce_reason="delivered"))
-        return "delivered"
-    if event.source != "smtp":     # the send path writes its own row
-        s.execute(update(Delivery).where(Delivery.id == delivery.id,
-                                         Delivery.status.in_(_BOUNCEABLE))
-                  .values(status="bounced", bounce_category=category.value,
-                          bounce_reason=event.reason, updated_at=now,
-                          reply_code=event.reply_code or Delivery.reply_code,
-                          enhanced_status=event.status or Delivery.enhanced_status,
-                          reply_text=(event.diagnostic or "")[:2000] or Delivery.reply_text))
-    if category in SUPPRESS_NOW:
-        source = "complaint" if category == BounceCategory.COMPLAINT else "bounce"
-        return "suppressed" if _suppress(s, event, source, f"{category.value}: {event.reason}") \
-            else "bounced"
-    if category in SOFT:
-        since = max(now - timedelta(days=settings.bounces.soft_days),
-                    _last_success(s, event.address) or datetime.min.replace(tzinfo=now.tzinfo))
-        count = s.scalar(select(func.count()).select_from(BounceEvent).where(
-            BounceEvent.address == event.address, BounceEvent.category.in_([c.value for c in SOFT]),
-            BounceEvent.final.is_(True), BounceEvent.delivery_id.is_not(None),
-            BounceEvent.created_at >= since)) or 0
-        if count >= settings.bounces.soft_limit:
-            reason = (f"{count} soft bounces within {settings.bounces.soft_days:g} days "
-                      f"(last: {event.reason})")
-            return "suppressed" if _suppress(s, event, "soft-limit", reason) else "bounced"
-    return "bounced"
-
-
-def _last_success(s: Session, address: str) -> datetime | None:
-    return as_utc(s.scalar(select(func.max(Delivery.sent_at)).where(
-        Delivery.address == address, Delivery.status == "sent")))
-
-
-def _suppress(s: Session, event: BounceEvent, source: str, reason: str) -> bool:
-    """Suppress the event's address with its cause, in the scope its category calls for
-    (suppressions.scope_for: a hard bounce everything, a complaint or repeated soft bounces
-    bulk mail); False when a suppression already covered it."""
-    scope = suppressions.scope_for(event.category)
-    if not suppressions.record(s, event.address, scope, reason=reason, source=source,
-                               category=event.category, delivery_id=event.delivery_id,
-                               bounce_id=event.id, created_at=event.created_at):
-        return False
-    log.info("suppressed %s (%s): %s (delivery %s, bounce %s)", event.address, scope, reason,
-             event.delivery_id, event.id)
-    return True
-
-
-def campaign_rates(db: Database, campaign_id: int) -> tuple[int, int, int]:
-    """(messages that reached an outcome at the relay: sent or bounced, hard bounces,
-    complaints) of a campaign."""
-    with db.engine.connect() as conn:
-        sent = conn.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status.in_(("sent", "bounced")))) or 0
-        rows = conn.execute(select(BounceEvent.category, func.count(func.distinct(BounceEvent.address)))
-                            .where(BounceEvent.campaign_id == campaign_id,
-                                   BounceEvent.category.in_(("hard", "complaint")),
-                                   BounceEvent.final.is_(True))
-                            .group_by(BounceEvent.category)).all()
-    by = {c: n for c, n in rows}
-    return int(sent), int(by.get("hard", 0)), int(by.get("complaint", 0))
 
 
 def guard(db: Database, settings: Settings, campaign_id: int) -> str | None:
     """The reputation guard: pause a sending campaign whose hard-bounce or complaint rate
     passed its threshold after the minimum sample. Returns the reason when it paused."""
     cfg = settings.bounces
-    sent, hard, complaints = campaign_rates(db, campaign_id)
+    sent, hard, complaints = reports.campaign_rates(db, campaign_id)
     sample = max(sent, hard)
     if sample < cfg.guard_min_sample:
         return None
@@ -317,11 +192,8 @@ def guard(db: Database, settings: Settings, campaign_id: int) -> str | None:
                   f"of {sample}) is above {cfg.guard_max_complaint:.2%}")
     if reason is None:
         return None
-    with db.session() as s:
-        paused = s.execute(update(Campaign).where(
-            Campaign.id == campaign_id, Campaign.status.in_(("sending", "waiting")))
-            .values(status="paused", status_reason=reason).returning(Campaign.id)).first()
-    if paused:
+    if ledger_campaigns.transition(db, campaign_id, ledger_campaigns.ACTIVE,
+                                   CampaignStatus.PAUSED, reason):
         log.warning("campaign %s paused: %s", campaign_id, reason)
         return reason
     return None

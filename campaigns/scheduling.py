@@ -27,7 +27,9 @@ from campaigns import lifecycle
 from campaigns.cron import next_firing, parse_at, parse_cron, zone
 from campaigns.db import Database, as_utc
 from campaigns.errors import CampaignsError, InputError, NotFound, StateError
-from campaigns.models import Campaign, Schedule, ScheduleRun, utcnow
+from campaigns.ledger import campaigns as ledger_campaigns
+from campaigns.ledger.reads import get_campaign
+from campaigns.models import Campaign, CampaignStatus, Schedule, ScheduleRun, utcnow
 from campaigns.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,32 +56,34 @@ def schedule_once(db: Database, name: str, at: str, tz_name: str | None = None,
     zone). Returns the UTC instant."""
     now = now or utcnow()
     with db.session() as s:
-        campaign = lifecycle.get_campaign(s, name)
-        if campaign.status not in ("draft", "scheduled"):
-            raise StateError(f"campaign '{name}' is {campaign.status}; only a draft can be "
-                             f"scheduled")
-        tz = zone(tz_name or campaign.timezone or "UTC")
-        when = parse_at(at, tz)
-        if when <= now:
-            local_now = now.astimezone(tz)
-            raise InputError(f"{at} {tz.key} is in the past (now {local_now:%Y-%m-%d %H:%M} "
-                             f"{tz.key})", field="--at")
-        campaign.status, campaign.scheduled_at = "scheduled", when
-        campaign.status_reason = f"scheduled for {when.astimezone(tz):%Y-%m-%d %H:%M %Z}"
-        if tz_name:
-            campaign.timezone = tz.key
+        campaign = get_campaign(s, name)
+    schedulable = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
+    only_a_draft = StateError(f"campaign '{name}' is {campaign.status}; only a draft can be "
+                              f"scheduled")
+    if campaign.status not in schedulable:
+        raise only_a_draft
+    tz = zone(tz_name or campaign.timezone or "UTC")
+    when = parse_at(at, tz)
+    if when <= now:
+        local_now = now.astimezone(tz)
+        raise InputError(f"{at} {tz.key} is in the past (now {local_now:%Y-%m-%d %H:%M} "
+                         f"{tz.key})", field="--at")
+    more = {"timezone": tz.key} if tz_name else {}
+    if not ledger_campaigns.transition(
+            db, campaign.id, schedulable, CampaignStatus.SCHEDULED,
+            f"scheduled for {when.astimezone(tz):%Y-%m-%d %H:%M %Z}", scheduled_at=when, **more):
+        raise only_a_draft
     return when
 
 
 def unschedule(db: Database, name: str) -> None:
     with db.session() as s:
-        done = s.execute(update(Campaign).where(Campaign.name == name,
-                                                Campaign.status == "scheduled")
-                         .values(status="draft", scheduled_at=None,
-                                 status_reason="unscheduled").returning(Campaign.id)).first()
-        if done is None:
-            campaign = lifecycle.get_campaign(s, name)
-            raise StateError(f"campaign '{name}' is {campaign.status}, not scheduled")
+        campaign = get_campaign(s, name)
+    if not ledger_campaigns.transition(db, campaign.id, CampaignStatus.SCHEDULED,
+                                       CampaignStatus.DRAFT, "unscheduled", scheduled_at=None):
+        with db.session() as s:
+            campaign = get_campaign(s, name)
+        raise StateError(f"campaign '{name}' is {campaign.status}, not scheduled")
 
 
 # ------------------------------------------------------------------ recurring schedules
@@ -225,7 +229,7 @@ def _one_offs(db: Database, settings: Settings, enqueue: lifecycle.Enqueue, now:
     grace = timedelta(seconds=settings.schedules.grace_s)
     with db.session() as s:
         due = s.execute(select(Campaign.id, Campaign.name, Campaign.scheduled_at, Campaign.timezone)
-                        .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)).all()
+                        .where(Campaign.status == CampaignStatus.SCHEDULED.value, Campaign.scheduled_at <= now)).all()
     for cid, name, scheduled_at, tz_name in due:
         at = as_utc(scheduled_at or now)
         tz = zone(tz_name or "UTC")
@@ -234,12 +238,9 @@ def _one_offs(db: Database, settings: Settings, enqueue: lifecycle.Enqueue, now:
         reason = (f"scheduled run of {at.astimezone(tz):%Y-%m-%d %H:%M %Z} missed by "
                   f"{_span(late)} (grace {_span(grace)}): not sent; launch it by hand if still "
                   f"wanted") if missed else f"launching the run scheduled for {at.astimezone(tz):%Y-%m-%d %H:%M %Z}"
-        with db.session() as s:   # the claim: only one process moves it out of `scheduled`
-            claimed = s.execute(update(Campaign).where(Campaign.id == cid,
-                                                       Campaign.status == "scheduled")
-                                .values(status="draft", status_reason=reason)
-                                .returning(Campaign.id)).first()
-        if claimed is None:
+        # the claim: only one process moves it out of `scheduled`
+        if not ledger_campaigns.transition(db, cid, CampaignStatus.SCHEDULED,
+                                           CampaignStatus.DRAFT, reason):
             continue
         if missed:
             log.warning("campaign %s: %s", name, reason)
@@ -258,8 +259,7 @@ def _one_offs(db: Database, settings: Settings, enqueue: lifecycle.Enqueue, now:
 
 
 def _note(db: Database, campaign_id: int, text: str) -> None:
-    with db.session() as s:
-        s.execute(update(Campaign).where(Campaign.id == campaign_id).values(status_reason=text))
+    ledger_campaigns.note(db, campaign_id, text)
 
 
 def _span(delta: timedelta) -> str:
@@ -352,10 +352,9 @@ def _run(db: Database, settings: Settings, enqueue: lifecycle.Enqueue, schedule_
             db, settings, name=name, list_name=spec["list_name"], template=spec["template"],
             from_addr=spec["from_addr"], reply_to=spec["reply_to"], relay=spec["relay"],
             priority=spec["priority"], window=spec["send_window"], timezone=tz.key)
-        with db.session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign.id).values(run_context={
-                "date": local.date().isoformat(), "number": number,
-                "scheduled_for": local.isoformat(timespec="minutes"), "data": data}))
+        ledger_campaigns.set_values(db, campaign.id, run_context={
+            "date": local.date().isoformat(), "number": number,
+            "scheduled_for": local.isoformat(timespec="minutes"), "data": data})
         lifecycle.launch(db, settings, name, enqueue)
     except CampaignsError as err:
         _finish(db, run_id, "failed", None, f"{err}; nothing sent")

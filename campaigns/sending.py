@@ -7,10 +7,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
-
-from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
+from datetime import timedelta
 
 from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
 from campaigns.attachments import AttachmentError
@@ -18,17 +15,16 @@ from campaigns.compose import CampaignRuntime, compose, load_runtime, return_pat
 from campaigns.db import Database
 from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
-from campaigns.models import PENDING, Campaign, Contact, Delivery, DeliveryStatus, utcnow
+from campaigns.ledger import campaigns as ledger_campaigns
+from campaigns.ledger import sends as ledger
+from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
 from campaigns.pacing import Pacer
 from campaigns.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings, require_secrets
-from campaigns.suppressions import blocks
 
 log = logging.getLogger(__name__)
 
-#: tolerance for clocks of different hosts when a retry comes due
-CLOCK_SKEW_S = 1.0
 #: a task re-queued for want of a token comes back after its wait plus up to this much
 #: (growing with each re-queue); small, so a raised rate is used within about a second
 MAX_JITTER_S = 1.0
@@ -62,59 +58,6 @@ def _verdict(err: RelayError) -> Classification:
 #: categories of a 5xx reply that are still retried within the attempt budget
 RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
 
-# Statements built once: constructing SQLAlchemy expressions per message cost more than the
-# database work itself (profiled: ~1.5 ms of ~4.9 ms per message).
-_WHEN = DateTime(timezone=True)
-#: the row's address has a suppression that stops its campaign (by hand, a bounce or a
-#: complaint, maybe mid-campaign; scope-aware: a complaint's `bulk` never stops an invoice)
-_SUPPRESSED = blocks(Delivery.address, Delivery.campaign_id)
-_CLAIM = (update(Delivery)
-          .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
-                 exists().where(Campaign.id == Delivery.campaign_id, Campaign.status == "sending"),
-                 ~_SUPPRESSED,
-                 or_(Delivery.next_attempt_at.is_(None),
-                     Delivery.next_attempt_at <= bindparam("b_due", type_=_WHEN)))
-          .values(status="sending", attempts=Delivery.attempts + 1,
-                  updated_at=bindparam("b_now", type_=_WHEN),
-                  lease_until=bindparam("b_lease", type_=_WHEN))
-          .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
-                     Delivery.contact_id))
-_CONTACT = select(Contact.attributes, Contact.source_dir).where(Contact.id == bindparam("b_id"))
-def _typed(column: str) -> Any:
-    return bindparam(f"v_{column}", type_=Delivery.__table__.c[column].type)
-
-
-_RECORD_COLUMNS = ("status", "updated_at", "lease_until", "reply_code", "enhanced_status",
-                   "reply_text", "sent_at", "message_id", "next_attempt_at", "bounce_category",
-                   "bounce_reason", "relay", "provider_message_id")
-_KEPT = ("sent_at", "message_id", "next_attempt_at", "relay", "provider_message_id")
-# `in_doubt` too: a lease that expired during a slow send still gets the truth
-_RECORD = (update(Delivery)
-           .where(Delivery.id == bindparam("b_id"),
-                  Delivery.status.in_(("sending", "in_doubt")))
-           .values({c: func.coalesce(_typed(c), getattr(Delivery, c)) if c in _KEPT else _typed(c)
-                    for c in _RECORD_COLUMNS}
-                   | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer),
-                      "first_attempt_at": func.coalesce(Delivery.first_attempt_at,
-                                                        _typed("updated_at"))}))
-#: when the row was first tried: the maximum deferral age counts from there
-_FIRST_TRY = select(Delivery.first_attempt_at).where(Delivery.id == bindparam("b_id"))
-_PEEK = (select(Delivery.campaign_id, Delivery.address, _SUPPRESSED.label("suppressed"))
-         .join(Campaign, Campaign.id == Delivery.campaign_id)
-         .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
-                Campaign.status == "sending",
-                or_(Delivery.next_attempt_at.is_(None),
-                    Delivery.next_attempt_at <= bindparam("b_due", type_=_WHEN))))
-# a pending row whose address was suppressed after launch: final, never claimed
-_MARK_SUPPRESSED = (update(Delivery)
-                    .where(Delivery.id == bindparam("b_id", type_=Integer),
-                           Delivery.status.in_(PENDING), _SUPPRESSED)
-                    .values(status=DeliveryStatus.SUPPRESSED.value, lease_until=None,
-                            next_attempt_at=None, updated_at=bindparam("b_now", type_=_WHEN),
-                            reply_text="suppressed after launch")
-                    .returning(Delivery.id))
-
-
 def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
     """Exponential backoff with jitter; a server's "retry after" hint wins when longer."""
     delay = min(policy.retry_max_s, policy.retry_base_s * float(2 ** max(0, attempts - 1)))
@@ -142,7 +85,6 @@ class Sender:
         self._relays: dict[str, Relay] = {}
         #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
         self.sending: tuple[int, str] = (0, "")
-        self._async_commit = db.dialect == "postgresql"
 
     def close(self) -> None:
         for relay in self._relays.values():
@@ -163,18 +105,6 @@ class Sender:
                 rt = self._campaigns[campaign_id] = load_runtime(s, campaign_id)
         return rt
 
-    def _claim(self, delivery_id: int) -> Any:
-        now = utcnow()
-        params = {"b_id": delivery_id, "b_now": now,
-                  "b_due": now + timedelta(seconds=CLOCK_SKEW_S),
-                  "b_lease": now + timedelta(seconds=self.settings.sending.lease_s)}
-        with self.db.engine.begin() as conn:
-            row = conn.execute(_CLAIM, params).first()
-            if row is None:
-                return None
-            contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
-        return row, contact
-
     def _precheck(self, delivery_id: int, hops: int) -> Outcome | _Route:
         """Before the claim, a read and the limiter: is the row pending, its campaign
         sending and inside its window, which relay takes it (a pool's first relay with its
@@ -183,9 +113,7 @@ class Sender:
         no ledger write: it books its slot and is re-queued, or waits parked for its
         receiver group's or campaign's limit (campaigns.parking), or its campaign waits for
         a long wait."""
-        with self.db.engine.connect() as conn:
-            row = conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
-                                       utcnow() + timedelta(seconds=CLOCK_SKEW_S)}).first()
+        row = ledger.peek(self.db, delivery_id)
         if row is None:
             return SKIPPED
         if row.suppressed:
@@ -225,18 +153,16 @@ class Sender:
     def _suppressed(self, delivery_id: int) -> Outcome:
         """Mark the row `suppressed` when it is pending and its address is suppressed (the
         claim never takes such a row); SKIPPED when it was not claimable for another reason."""
-        with self.db.engine.begin() as conn:
-            marked = conn.execute(_MARK_SUPPRESSED,
-                                  {"b_id": delivery_id, "b_now": utcnow()}).first()
-        return SKIPPED if marked is None else Outcome(DeliveryStatus.SUPPRESSED.value)
+        if ledger.mark_suppressed(self.db, delivery_id):
+            return Outcome(DeliveryStatus.SUPPRESSED.value)
+        return SKIPPED
 
     def _campaign_waits(self, rt: CampaignRuntime, wait_s: float, reason: str) -> None:
         """A long wait (a daily cap): the campaign waits; the upkeep wakes it at resume_at."""
         resume_at = utcnow() + timedelta(seconds=wait_s)
-        with self.db.engine.begin() as conn:
-            conn.execute(update(Campaign).where(Campaign.id == rt.id, Campaign.status == "sending")
-                         .values(status="waiting", resume_at=resume_at,
-                                 status_reason=f"{reason}; resumes {resume_at:%Y-%m-%d %H:%M} UTC"))
+        ledger_campaigns.transition(
+            self.db, rt.id, CampaignStatus.SENDING, CampaignStatus.WAITING,
+            f"{reason}; resumes {resume_at:%Y-%m-%d %H:%M} UTC", resume_at=resume_at)
 
     def deliver(self, delivery_id: int, hops: int = 0) -> Outcome:
         """Send one ledger row if it can be claimed. Never raises for a recipient's or
@@ -244,7 +170,7 @@ class Sender:
         route = self._precheck(delivery_id, hops)
         if isinstance(route, Outcome):
             return route
-        claimed = self._claim(delivery_id)
+        claimed = ledger.claim(self.db, delivery_id, self.settings.sending.lease_s)
         if claimed is None:   # taken by another worker, or suppressed since the precheck
             return self._suppressed(delivery_id)
         row, contact = claimed
@@ -371,12 +297,9 @@ class Sender:
 
     def _age_s(self, delivery_id: int) -> float:
         """Seconds since the row was first tried (0 when this is its first answer)."""
-        with self.db.engine.connect() as conn:
-            first: datetime | None = conn.execute(_FIRST_TRY, {"b_id": delivery_id}).scalar()
+        first = ledger.first_attempt_at(self.db, delivery_id)
         if first is None:
             return 0.0
-        if first.tzinfo is None:    # SQLite keeps no zone; we write UTC
-            first = first.replace(tzinfo=timezone.utc)
         return max(0.0, (utcnow() - first).total_seconds())
 
     def _defer(self, rt: CampaignRuntime, delivery_id: int, err: RelayError,
@@ -414,16 +337,9 @@ class Sender:
         (the attempt is not counted) and the campaign pauses until a person fixes the relay."""
         reason = f"relay '{rt.relay or self.settings.default_relay}' refused us: {err}"
         log.error("%s: campaign paused: %s", self.sending[1], reason)
-        now = utcnow()
-        with self.db.engine.begin() as conn:
-            conn.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-                status="queued", attempts=Delivery.attempts - 1, lease_until=None,
-                updated_at=now, reply_code=err.code, enhanced_status=err.enhanced,
-                reply_text=str(err)))
-            conn.execute(update(Campaign).where(Campaign.id == rt.id,
-                                                Campaign.status == "sending")
-                         .values(status="paused", status_reason=reason))
-        return Outcome("queued")
+        ledger.give_back(self.db, delivery_id, rt.id, code=err.code, enhanced=err.enhanced,
+                         text=str(err), reason=reason)
+        return Outcome(DeliveryStatus.QUEUED.value)
 
     def _record(self, delivery_id: int, status: str, err: RelayError | None = None, *,
                 code: int | None = None, enhanced: str | None = None, text: str | None = None,
@@ -431,26 +347,11 @@ class Sender:
                 note: str = "", refund: bool = False, priority: str = "bulk",
                 verdict: Classification | None = None, relay: str | None = None,
                 provider_id: str | None = None) -> Outcome:
-        now = utcnow()
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
-        values: dict[str, Any] = {
-            "b_id": delivery_id, "v_status": status, "v_updated_at": now, "v_lease_until": None,
-            "v_reply_code": code, "v_enhanced_status": enhanced,
-            "v_reply_text": (note + (text or ""))[:2000] or None,
-            "v_sent_at": now if status == "sent" else None,
-            "v_message_id": message_id if status == "sent" else None,
-            "v_next_attempt_at": (now + timedelta(seconds=retry_in_s)
-                                  if retry_in_s is not None else None),
-            "v_refund": 1 if refund else 0,
-            "v_bounce_category": verdict.category.value if verdict else None,
-            "v_bounce_reason": verdict.reason if verdict else None,
-            "v_relay": relay, "v_provider_message_id": provider_id}
-        with self.db.engine.begin() as conn:
-            if self._async_commit:
-                # Losing this write in a database crash leaves the row `sending`, which the
-                # upkeep turns into `in_doubt`: never a second copy. So it need not wait for
-                # the WAL flush (the claim, which guards against resends, still does).
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            conn.execute(_RECORD, values)
+        ledger.record(self.db, delivery_id, status, code=code, enhanced=enhanced,
+                      text=note + (text or ""), message_id=message_id, retry_in_s=retry_in_s,
+                      refund=refund, category=verdict.category.value if verdict else None,
+                      reason=verdict.reason if verdict else None, relay=relay,
+                      provider_id=provider_id)
         return Outcome(status, retry_in_s, priority)

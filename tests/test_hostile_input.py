@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from campaigns import suppressions
+from campaigns.ledger import suppressions
 from campaigns.csvsafe import escape_cell, unescape_cell
 
 HUGE = 50 * 1024 * 1024

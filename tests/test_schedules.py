@@ -300,7 +300,7 @@ def test_a_simulated_week_with_two_beats_one_run_per_firing_across_dst(
 
 
 def test_each_run_takes_the_list_and_suppressions_as_they_are_at_run_time(project: Any) -> None:
-    from campaigns import suppressions
+    from campaigns.ledger import suppressions
     from campaigns.audience import import_contacts
     from tests.helpers import write_csv
     project.sending["preflight_sample"] = 1

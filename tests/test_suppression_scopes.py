@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from campaigns import intake, lifecycle, suppressions
+from campaigns import intake, lifecycle
+from campaigns.ledger import suppressions
 from campaigns.models import Suppression, utcnow
 from campaigns.tokens import make_return_path
 from tests.helpers import ledger, make_campaign

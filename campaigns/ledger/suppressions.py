@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import IO, Any, Iterable
 
 from sqlalchemy import and_, delete, exists, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.audience import RowError, normalise_address
 from campaigns.bounces.model import BounceCategory
 from campaigns.csvsafe import SafeWriter, unescape_cell
-from campaigns.db import Database
+from campaigns.db import Database, insert_for
 from campaigns.errors import InputError
 from campaigns.models import (Campaign, ContactList, Priority, Suppression, SuppressionScope,
                               utcnow)
@@ -128,9 +127,7 @@ def record(session: Session, address: str, scope: str, *, reason: str, source: s
     if session.scalar(select(Suppression.id).where(
             Suppression.address == address, Suppression.scope.in_(_covering(scope)))):
         return False
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (insert(Suppression).values(
+    stmt = (insert_for(session.get_bind().dialect.name)(Suppression).values(
         address=address, scope=scope, reason=reason, source=source, category=category,
         delivery_id=delivery_id, bounce_id=bounce_id, created_at=created_at or utcnow())
         .on_conflict_do_nothing(index_elements=["address", "scope"]).returning(Suppression.id))

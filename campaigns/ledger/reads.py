@@ -1,0 +1,65 @@
+"""Read-only questions to the ledger (no writes), light to import: `campaigns list` and
+`status` need no more than SQLAlchemy and the models."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.db import Database
+from campaigns.errors import NotFound
+from campaigns.models import (DELIVERY_STATUSES, Campaign, CampaignStatus, ContactList, Delivery,
+                              Template)
+
+
+def _named(session: Session, model: Any, kind: str, name: str) -> Any:
+    """The row of `model` called `name`, or NotFound listing what exists."""
+    found = session.scalars(select(model).where(model.name == name)).first()
+    if found is None:
+        names = session.scalars(select(model.name).order_by(model.name).limit(20)).all()
+        raise NotFound(f"no {kind} named '{name}' ({kind}s: {', '.join(names) or 'none'})")
+    return found
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    return _named(session, Campaign, "campaign", name)  # type: ignore[no-any-return]
+
+
+def get_template(session: Session, name: str) -> Template:
+    return _named(session, Template, "template", name)  # type: ignore[no-any-return]
+
+
+def status_counts(db: Database, campaign_id: int) -> dict[str, int]:
+    """Rows of a campaign by delivery status (only the statuses it has)."""
+    with db.session() as s:
+        rows = s.execute(select(Delivery.status, func.count()).where(
+            Delivery.campaign_id == campaign_id).group_by(Delivery.status)).all()
+    return {status: n for status, n in rows}
+
+
+def counts(db: Database, name: str) -> dict[str, Any]:
+    """The ledger's view of a campaign, as `campaigns status --json` prints it."""
+    with db.session() as s:
+        campaign = get_campaign(s, name)
+    by_status = {st: 0 for st in DELIVERY_STATUSES}
+    by_status.update(status_counts(db, campaign.id))
+    return {"campaign": campaign.name, "status": campaign.status,
+            "reason": campaign.status_reason, "total": sum(by_status.values()),
+            "counts": by_status}
+
+
+def list_campaigns(db: Database) -> list[dict[str, Any]]:
+    with db.session() as s:
+        rows = s.execute(select(Campaign.name, Campaign.status, ContactList.name, Template.name)
+                         .join(ContactList, ContactList.id == Campaign.list_id)
+                         .join(Template, Template.id == Campaign.template_id)
+                         .order_by(Campaign.id)).all()
+    return [{"name": n, "status": st, "list": ln, "template": tn} for n, st, ln, tn in rows]
+
+
+def active_campaigns(db: Database) -> list[Campaign]:
+    """Campaigns meant to be sending (`sending` or `waiting`), detached."""
+    with db.session() as s:
+        return list(s.scalars(select(Campaign).where(Campaign.status.in_(
+            (CampaignStatus.SENDING.value, CampaignStatus.WAITING.value)))).all())
