@@ -69,8 +69,8 @@ timeout_s = 10
 
 def run_demo(*, count: int, workers: int,
              enqueue: Callable[..., None] | None = None, timeout_s: float = 180.0) -> int:
-    from campaigns.cli import enqueue_fn, out
-    from campaigns.cli_campaigns import follow
+    from campaigns.cli.campaigns import follow
+    from campaigns.cli.common import enqueue_fn, out
     base = load_settings().data_dir / "demo"
     if embedded_redis.is_running(base):
         embedded_redis.stop(base)

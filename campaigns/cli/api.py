@@ -6,10 +6,13 @@ from typing import Any, Optional
 
 import typer
 
-from campaigns.cli import app, ctx, handled, out
+from campaigns.cli.common import ctx, handled, out
+
+#: top-level commands (`campaigns api`): the root registers them
+commands = typer.Typer()
 
 
-@app.command("api")
+@commands.command("api")
 @handled
 def api_serve(listen: Optional[str] = typer.Option(
         None, "--listen", help="HOST:PORT (default \\[webhooks] listen, 127.0.0.1:8025)")) -> None:

@@ -9,11 +9,10 @@ from typing import Optional
 
 import typer
 
-from campaigns.cli import app, ctx, handled, out
+from campaigns.cli.common import ctx, handled, out
 
-bounces_app = typer.Typer(no_args_is_help=True,
-                          help="Bounces: classify, take in and report returned messages.")
-app.add_typer(bounces_app, name="bounces")
+app = typer.Typer(no_args_is_help=True,
+                  help="Bounces: classify, take in and report returned messages.")
 
 
 def _files(files: list[Path]) -> None:
@@ -23,7 +22,7 @@ def _files(files: list[Path]) -> None:
             raise InputError("no such file", file=str(path))
 
 
-@bounces_app.command("classify")
+@app.command("classify")
 @handled
 def bounces_classify(files: list[Path]) -> None:
     """Print one JSON object per recipient report found in each message file (changes
@@ -34,7 +33,7 @@ def bounces_classify(files: list[Path]) -> None:
         print(json.dumps(row, ensure_ascii=False))
 
 
-@bounces_app.command("process")
+@app.command("process")
 @handled
 def bounces_process(files: list[Path]) -> None:
     """Apply returned messages saved as files to the ledger (as the inbound endpoint
@@ -47,7 +46,7 @@ def bounces_process(files: list[Path]) -> None:
             out.print(f"{path}: {a.address} {a.category}/{a.reason}: {a.action}", markup=False)
 
 
-@bounces_app.command("serve")
+@app.command("serve")
 @handled
 def bounces_serve(listen: Optional[str] = typer.Option(None, "--listen",
                                                        help="HOST:PORT (default \\[bounces] listen)"),
@@ -74,7 +73,7 @@ def bounces_serve(listen: Optional[str] = typer.Option(None, "--listen",
             pass
 
 
-@bounces_app.command("poll")
+@app.command("poll")
 @handled
 def bounces_poll() -> None:
     r"""Fetch new messages from the \[bounces.imap] mailbox once and apply them (workers do
@@ -89,7 +88,7 @@ def bounces_poll() -> None:
               markup=False)
 
 
-@bounces_app.command("report")
+@app.command("report")
 @handled
 def bounces_report(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """What came back for campaign NAME: counts by category, reason and domain group, and

@@ -6,10 +6,11 @@ from typing import Any, Optional
 
 import typer
 
-from campaigns.cli import app, ctx, handled, out
+from campaigns.cli.common import ctx, handled, out
 
-rates_app = typer.Typer(no_args_is_help=True, help="Fleet-wide send rates (live).")
-app.add_typer(rates_app, name="rates")
+app = typer.Typer(no_args_is_help=True, help="Fleet-wide send rates (live).")
+#: top-level commands (`campaigns plan`): the root registers them
+commands = typer.Typer()
 
 
 def _pacer() -> Any:
@@ -21,7 +22,7 @@ def _pacer() -> Any:
     return Pacer(c.settings, c.db, redis.Redis.from_url(redis_url(c.settings)))
 
 
-@rates_app.command("set")
+@app.command("set")
 @handled
 def rates_set(target: str, rate: str,
               burst: Optional[int] = typer.Option(None, "--burst", min=1),
@@ -37,7 +38,7 @@ def rates_set(target: str, rate: str,
               + (f", daily cap {daily}" if daily is not None else ""))
 
 
-@rates_app.command("unset")
+@app.command("unset")
 @handled
 def rates_unset(target: str) -> None:
     """Remove what `rates set` stored for TARGET (the TOML default, if any, applies again)."""
@@ -47,7 +48,7 @@ def rates_unset(target: str) -> None:
     out.print(f"{target}: " + ("unset" if removed else "nothing was set"))
 
 
-@rates_app.command("reset")
+@app.command("reset")
 @handled
 def rates_reset(target: str) -> None:
     """Clear TARGET's throttle (relay:NAME, domain:GROUP or domain:example.com): its
@@ -94,7 +95,7 @@ def rate_rows(pacer: Any) -> list[dict[str, Any]]:
     return rows
 
 
-@rates_app.command("show")
+@app.command("show")
 @handled
 def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
     """Every limit: configured rate, current effective rate and why it is lower, today's
@@ -121,7 +122,7 @@ def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
         out.print(line, markup=False)
 
 
-@app.command("plan")
+@commands.command("plan")
 @handled
 def plan(name: str) -> None:
     """Estimate how long a campaign takes from its audience's domain-group mix and the

@@ -11,7 +11,7 @@ import typer
 
 # campaigns.lifecycle (SQLAlchemy) and rich.progress are imported by the commands that use
 # them, so that `campaigns --help` starts without them
-from campaigns.cli import app, ctx, enqueue_fn, err, handled, out
+from campaigns.cli.common import ctx, enqueue_fn, err, handled, out, redis_if_running
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -21,8 +21,11 @@ FINAL = ("finished", "cancelled")
 #: statuses in which a campaign is meant to be sending (status explains when it does not)
 ACTIVE = ("sending", "waiting")
 
+#: top-level commands (`campaigns create`, `launch`, `status`, …`): the root registers them
+commands = typer.Typer()
 
-@app.command("create")
+
+@commands.command("create")
 @handled
 def create(name: str, list_name: str = typer.Option(..., "--list"),
            template: str = typer.Option(..., "--template"),
@@ -47,7 +50,7 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
     out.print(f"campaign '{campaign.name}' created (draft, relay '{campaign.relay}')")
 
 
-@app.command("list")
+@commands.command("list")
 @handled
 def list_() -> None:
     """Campaigns with their status."""
@@ -56,7 +59,7 @@ def list_() -> None:
         out.print(f"{row['name']}\t{row['status']}\tlist={row['list']}\ttemplate={row['template']}")
 
 
-@app.command("launch")
+@commands.command("launch")
 @handled
 def launch(name: str,
            at: Optional[str] = typer.Option(None, "--at", help='Launch later: "2026-12-01 08:30"'),
@@ -84,7 +87,7 @@ def launch(name: str,
               + (f"; {added}" if report.added else ""))
 
 
-@app.command("pause")
+@commands.command("pause")
 @handled
 def pause(name: str) -> None:
     """Stop new sends (running ones finish)."""
@@ -93,7 +96,7 @@ def pause(name: str) -> None:
     out.print(f"campaign '{name}' paused")
 
 
-@app.command("resume")
+@commands.command("resume")
 @handled
 def resume(name: str) -> None:
     """Continue a paused campaign with its unsent recipients only."""
@@ -103,7 +106,7 @@ def resume(name: str) -> None:
     out.print(f"campaign '{name}' resumed: {n} unsent recipients queued")
 
 
-@app.command("cancel")
+@commands.command("cancel")
 @handled
 def cancel(name: str) -> None:
     """Cancel: unsent recipients become `cancelled`."""
@@ -117,7 +120,7 @@ def _done(c: dict[str, Any]) -> int:
     return int(c["total"] - counts["queued"] - counts["sending"] - counts["deferred"])
 
 
-@app.command("status")
+@commands.command("status")
 @handled
 def status(name: str, as_json: bool = typer.Option(False, "--json"),
            once: bool = typer.Option(False, "--once", help="Print once, do not follow")) -> None:
@@ -147,7 +150,6 @@ def _why(c: Any, name: str) -> list[str]:
     """campaigns.planning.explain with this process's Redis; what can be said without it."""
     import redis
 
-    from campaigns.cli import redis_if_running
     from campaigns.pacing import Pacer
     from campaigns.planning import explain
     from campaigns.pools import Breaker
@@ -234,7 +236,7 @@ def follow(db: Any, name: str, *, until_final: bool = True,
     return snapshot
 
 
-@app.command("test-send")
+@commands.command("test-send")
 @handled
 def test_send(name: str, to: List[str] = typer.Option(..., "--to",
                                                      help="Repeat, or separate with commas"),
@@ -247,7 +249,7 @@ def test_send(name: str, to: List[str] = typer.Option(..., "--to",
         out.print(line, markup=False)
 
 
-@app.command("worker")
+@commands.command("worker")
 @handled
 def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
                                            help="Worker processes (one per core is best)"),
@@ -284,7 +286,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-@app.command("demo")
+@commands.command("demo")
 @handled
 def demo(count: int = typer.Option(2000, "--count"),
          workers: int = typer.Option(2, "--workers")) -> None:
@@ -294,7 +296,7 @@ def demo(count: int = typer.Option(2000, "--count"),
     raise typer.Exit(run_demo(count=count, workers=workers))
 
 
-@app.command("db-upgrade")
+@commands.command("db-upgrade")
 @handled
 def db_upgrade() -> None:
     """Create or upgrade the database schema (every command also does this)."""

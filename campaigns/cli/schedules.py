@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from campaigns.cli import app, ctx, handled, out
+from campaigns.cli.common import ctx, handled, out
 
-schedules_app = typer.Typer(no_args_is_help=True, help="Recurring runs (cron, in a time zone).")
-app.add_typer(schedules_app, name="schedules")
+app = typer.Typer(no_args_is_help=True, help="Recurring runs (cron, in a time zone).")
+#: top-level commands (`campaigns unschedule`, `beat`): the root registers them
+commands = typer.Typer()
 
 
-@app.command("unschedule")
+@commands.command("unschedule")
 @handled
 def unschedule(name: str) -> None:
     """Return a scheduled campaign to draft; nothing is sent."""
@@ -21,7 +22,7 @@ def unschedule(name: str) -> None:
     out.print(f"campaign '{name}' unscheduled (draft)")
 
 
-@schedules_app.command("add")
+@app.command("add")
 @handled
 def schedules_add(name: str, template: str = typer.Option(..., "--template"),
                   list_name: str = typer.Option(..., "--list"),
@@ -49,7 +50,7 @@ def schedules_add(name: str, template: str = typer.Option(..., "--template"),
               f"{first:%Y-%m-%d %H:%M %Z}", markup=False)
 
 
-@schedules_app.command("list")
+@app.command("list")
 @handled
 def schedules_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """Schedules with their next run (in their own zone) and how many runs so far."""
@@ -64,7 +65,7 @@ def schedules_list(as_json: bool = typer.Option(False, "--json")) -> None:
                   markup=False)
 
 
-@schedules_app.command("pause")
+@app.command("pause")
 @handled
 def schedules_pause(name: str) -> None:
     from campaigns.scheduling import set_paused
@@ -72,7 +73,7 @@ def schedules_pause(name: str) -> None:
     out.print(f"schedule '{name}' paused")
 
 
-@schedules_app.command("resume")
+@app.command("resume")
 @handled
 def schedules_resume(name: str) -> None:
     """Resume from the next firing after now (missed ones are not sent)."""
@@ -81,7 +82,7 @@ def schedules_resume(name: str) -> None:
     out.print(f"schedule '{name}' resumed")
 
 
-@schedules_app.command("remove")
+@app.command("remove")
 @handled
 def schedules_remove(name: str) -> None:
     from campaigns.scheduling import remove_schedule
@@ -89,7 +90,7 @@ def schedules_remove(name: str) -> None:
     out.print(f"schedule '{name}' removed (its campaigns stay)")
 
 
-@schedules_app.command("runs")
+@app.command("runs")
 @handled
 def schedules_runs(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Past runs, newest first, with their campaign's counts."""
@@ -104,7 +105,7 @@ def schedules_runs(name: str, as_json: bool = typer.Option(False, "--json")) -> 
                   f"\t{counts}" + (f"\t{r['note']}" if r["note"] else ""), markup=False)
 
 
-@app.command("beat")
+@commands.command("beat")
 @handled
 def beat(loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
     r"""Start the scheduler: every `\[schedules] tick_s` it asks a worker to launch due
