@@ -59,9 +59,15 @@ _limits = RenderLimits()
 
 
 def configure_limits(limits: RenderLimits) -> None:
-    """Set this process's limits (done by ``load_settings`` from ``[templates]``)."""
+    """Set this process's limits (``load_settings`` does, through ``configure_from``)."""
     global _limits
     _limits = limits
+
+
+def configure_from(templates: Any) -> None:
+    """This process's limits from the typed ``[templates]`` table (a TemplatesConfig)."""
+    configure_limits(RenderLimits(templates.max_render_s, templates.max_part_bytes,
+                                  templates.max_range))
 
 
 def current_limits() -> RenderLimits:

@@ -3,7 +3,7 @@ kind "smtp") and the base URLs of the HTTP APIs.
 
 A preset fills host, port, security, and the username where the provider fixes it; keys
 written in the table win. Only this table changes when a provider moves. No third-party
-imports: settings reads it while parsing the TOML file.
+imports: campaigns.relays.config reads it while settings load the TOML file.
 """
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import re
 from dataclasses import dataclass
 
 from campaigns.errors import ConfigError
+
+
+#: A relay's `security` (kind smtp): plain, STARTTLS on the plain port, or TLS from the start.
+SECURITY_MODES = ("none", "starttls", "tls")
 
 
 @dataclass(frozen=True, slots=True)

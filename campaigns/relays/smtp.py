@@ -22,10 +22,11 @@ from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt, wai
 from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError)
 from campaigns.relays.base import OutgoingMessage, SendResult
+from campaigns.relays.presets import SECURITY_MODES
 from campaigns.relays.smtp_client import (Client, NoGreeting, default_helo, dot_stuffed,
                                           greeting_s, peer_closed)
 from campaigns.relays.smtp_replies import parse_reply, queued_as, reply_error, retry_after_s
-from campaigns.settings import SECURITY_MODES, RelayConfig
+from campaigns.settings import RelayConfig
 from campaigns.tls import TlsSetupError, client_context
 
 __all__ = ["SmtpRelay", "parse_reply", "reply_error", "retry_after_s"]

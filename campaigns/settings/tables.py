@@ -1,0 +1,212 @@
+"""Readers of the generic tables: [sending], [rates], [bounces], [pools], [breaker],
+[schedules], [attachments], [templates]. Each takes the raw TOML table and `where` (the file,
+for errors) and returns its typed dataclass or raises ConfigError. A table only a domain module
+understands ([bounces.imap]; the renderer's limits) is handed to it through `hooks`."""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from campaigns.errors import ConfigError, InputError
+from campaigns.settings.hooks import hook
+from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
+                                      LimitConfig, PoolConfig, RatesConfig, RelayConfig,
+                                      SchedulesConfig, SendingPolicy, TemplatesConfig,
+                                      WarmupConfig)
+from campaigns.settings.values import check_table, clamp, setting
+
+
+def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
+    at = f"{where}: [sending]"
+    d = SendingPolicy()
+    return SendingPolicy(
+        max_attempts=setting(raw, d, "max_attempts", int, 1, at),
+        retry_base_s=setting(raw, d, "retry_base_s", float, 0.01, at),
+        retry_max_s=setting(raw, d, "retry_max_s", float, 0.01, at),
+        lease_s=setting(raw, d, "lease_s", float, 1, at),
+        visibility_timeout_s=setting(raw, d, "visibility_timeout_s", float, 1, at),
+        republish_after_s=setting(raw, d, "republish_after_s", float, 0.5, at),
+        max_defer_s=setting(raw, d, "max_defer_s", float, 1, at),
+        preflight_sample=setting(raw, d, "preflight_sample", int, 1, at),
+        expand_batch=setting(raw, d, "expand_batch", int, 1, at),
+        enqueue_batch=setting(raw, d, "enqueue_batch", int, 1, at),
+    )
+
+
+def _limit(target: str, raw: Any, at: str) -> LimitConfig:
+    from campaigns.rates.parse import parse_rate   # pure; lazy: campaigns.rates pulls redis
+
+    where = f'{at}: [rates.limits."{target}"]'
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table with rate, burst, daily")
+    if not target.split(":", 1)[0] in ("relay", "domain", "campaign") or ":" not in target:
+        raise ConfigError(f"{where}: target must be relay:NAME, domain:GROUP or campaign:NAME")
+    try:
+        rate = parse_rate(str(raw["rate"])).per_s if "rate" in raw else None
+    except InputError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    burst = clamp("burst", raw["burst"], int, 1, where) if "burst" in raw else None
+    daily = clamp("daily", raw["daily"], int, 1, where) if "daily" in raw else None
+    return LimitConfig(target=target, rate_per_s=rate, burst=burst, daily_cap=daily)
+
+
+def _strings(value: Any, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{at}: expected a list of text, like [\"127.0.0.1:5353\"], got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _rates(raw: dict[str, Any], relays_raw: dict[str, Any], where: str) -> RatesConfig:
+    at = f"{where}: [rates]"
+    d = RatesConfig()
+    window = str(raw.get("daily_window", d.daily_window))
+    if window not in ("calendar", "rolling"):
+        raise ConfigError(f"{at}: daily_window must be calendar or rolling, got {window!r}")
+    tz = str(raw.get("timezone", d.timezone))
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(tz)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError
+        raise ConfigError(f"{at}: unknown timezone {tz!r} (expected e.g. Europe/Rome)") from None
+    groups = raw.get("groups", {})
+    if not isinstance(groups, dict) or not all(isinstance(v, list) for v in groups.values()):
+        raise ConfigError(f"{at}: groups must map a group name to a list of domains")
+    warmup = {}
+    for name, relay in relays_raw.items():
+        if isinstance(relay, dict) and "warmup" in relay:
+            w, wat = relay["warmup"], f"{where}: [relays.{name}.warmup]"
+            try:
+                warmup[name] = WarmupConfig(start=clamp("start", w["start"], int, 1, wat),
+                                            factor=clamp("factor", w.get("factor", 1.5), float, 1, wat),
+                                            start_date=date.fromisoformat(str(w["start_date"])))
+            except (KeyError, ValueError) as err:
+                raise ConfigError(f"{wat}: needs start, factor and start_date (YYYY-MM-DD): {err}") from None
+    return RatesConfig(
+        timezone=tz, daily_window=window,
+        transactional_share=setting(raw, d, "transactional_share", float, 0, at),
+        quiet_period_s=setting(raw, d, "quiet_period_s", float, 0.1, at),
+        max_wait_s=setting(raw, d, "max_wait_s", float, 0, at),
+        long_wait_s=setting(raw, d, "long_wait_s", float, 1, at),
+        mx_lookup=bool(raw.get("mx_lookup", False)),
+        mx_nameservers=_strings(raw.get("mx_nameservers", []), f"{at}.mx_nameservers"),
+        limits={t: _limit(t, v, where) for t, v in raw.get("limits", {}).items()},
+        groups={str(k): [str(x).lower() for x in v] for k, v in groups.items()},
+        warmup=warmup)
+
+
+_BOUNCES_KEYS = {"domain", "local_part", "soft_limit", "soft_days", "guard_min_sample",
+                 "guard_max_hard", "guard_max_complaint", "listen", "imap", "imap_every_s"}
+
+
+def _bounces(raw: Any, where: str) -> BouncesConfig:
+    at = f"{where}: [bounces]"
+    raw = check_table(raw, at, _BOUNCES_KEYS)
+    d = BouncesConfig()
+    domain = raw.get("domain")
+    if domain is not None and (not isinstance(domain, str) or "@" in domain or "." not in domain):
+        raise ConfigError(f"{at}: domain must be a domain name such as bounces.example.it "
+                          f"(got {domain!r})")
+    listen = str(raw.get("listen", d.listen))
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{at}: listen must be HOST:PORT such as 127.0.0.1:2526 (got {listen!r})")
+    imap = None
+    if "imap" in raw:
+        try:   # the IMAP poller reads and checks its own table
+            imap = hook("bounces.imap")(raw["imap"], f"{where} [bounces.imap]")
+        except InputError as err:
+            raise ConfigError(str(err)) from None
+    return BouncesConfig(
+        domain=domain.lower() if domain else None,
+        local_part=str(raw.get("local_part", d.local_part)),
+        soft_limit=setting(raw, d, "soft_limit", int, 1, at),
+        soft_days=setting(raw, d, "soft_days", float, 0.01, at),
+        guard_min_sample=setting(raw, d, "guard_min_sample", int, 1, at),
+        guard_max_hard=setting(raw, d, "guard_max_hard", float, 0, at),
+        guard_max_complaint=setting(raw, d, "guard_max_complaint", float, 0, at),
+        listen=listen, imap=imap,
+        imap_every_s=setting(raw, d, "imap_every_s", float, 1, at))
+
+
+def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, PoolConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'pools' must be a table of [pools.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        at = f"{where}: [pools.{name}]"
+        table = check_table(table, at, {"strategy", "relays", "weights", "from_domains"})
+        if name in relays:
+            raise ConfigError(f"{at}: '{name}' is also a relay name; pick another pool name")
+        strategy = str(table.get("strategy", "failover"))
+        if strategy not in ("failover", "weighted"):
+            raise ConfigError(f"{at}: strategy must be failover or weighted, got {strategy!r}")
+        members = table.get("relays")
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{at}: relays must be a non-empty list of relay names")
+        missing = [m for m in members if m not in relays]
+        if missing:
+            raise ConfigError(f"{at}: relays {', '.join(missing)} are not configured "
+                              f"(configured: {', '.join(sorted(relays)) or 'none'})")
+        weights = table.get("weights", [1] * len(members))
+        if (not isinstance(weights, list) or len(weights) != len(members)
+                or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
+            raise ConfigError(f"{at}: weights must be a list of {len(members)} positive numbers,"
+                              f" one per relay")
+        domains = table.get("from_domains", [])
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise ConfigError(f"{at}: from_domains must be a list of domain names")
+        out[name] = PoolConfig(name=name, strategy=strategy, relays=tuple(members),
+                               weights=tuple(float(w) for w in weights),
+                               from_domains=tuple(d.lower() for d in domains))
+    return out
+
+
+def _breaker(raw: Any, where: str) -> BreakerConfig:
+    at = f"{where}: [breaker]"
+    raw = check_table(raw, at, {"failures", "cooldown_s"})
+    d = BreakerConfig()
+    return BreakerConfig(
+        failures=setting(raw, d, "failures", int, 1, at),
+        cooldown_s=setting(raw, d, "cooldown_s", float, 0.1, at))
+
+
+def _schedules(raw: Any, where: str) -> SchedulesConfig:
+    at = f"{where}: [schedules]"
+    raw = check_table(raw, at, {"grace_s", "tick_s", "data_timeout_s"})
+    d = SchedulesConfig()
+    return SchedulesConfig(
+        grace_s=setting(raw, d, "grace_s", float, 0, at),
+        tick_s=setting(raw, d, "tick_s", float, 0.1, at),
+        data_timeout_s=setting(raw, d, "data_timeout_s", float, 0.1, at))
+
+
+def _attachments(raw: Any, where: str) -> AttachmentPolicy:
+    at = f"{where}: [attachments]"
+    raw = check_table(raw, at, {"roots", "max_file_bytes", "max_message_bytes"})
+    d = AttachmentPolicy()
+    roots = raw.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+        raise ConfigError(f"{at}: roots must be a list of folder paths")
+    for root in roots:
+        real = Path(root).resolve()
+        if not Path(root).is_absolute() or real == Path(real.anchor) or not real.is_dir():
+            raise ConfigError(f"{at}: roots: '{root}' must be an existing absolute folder "
+                              "other than /")
+    return AttachmentPolicy(
+        roots=tuple(roots),
+        max_file_bytes=setting(raw, d, "max_file_bytes", int, 1, at),
+        max_message_bytes=setting(raw, d, "max_message_bytes", int, 1, at))
+
+
+def _templates(raw: Any, where: str) -> TemplatesConfig:
+    """[templates], also handed to the renderer of this process (its limits are global)."""
+    at = f"{where}: [templates]"
+    raw = check_table(raw, at, {"max_render_s", "max_part_bytes", "max_range"})
+    d = TemplatesConfig()
+    config = TemplatesConfig(
+        max_render_s=setting(raw, d, "max_render_s", float, 0.01, at),
+        max_part_bytes=setting(raw, d, "max_part_bytes", int, 1000, at),
+        max_range=setting(raw, d, "max_range", int, 1, at))
+    hook("templates")(config)
+    return config
