@@ -9,17 +9,57 @@ The breaker is shared by the whole fleet through Redis: `failures` consecutive c
 relay errors open it for `cooldown_s`; then it is half-open and lets one message through as a
 probe (one per cooldown): success closes it, failure opens it again. A success anywhere
 resets the count.
+
+The [pools.NAME] tables are read and checked here (`pool_configs`), at settings load.
 """
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import redis
+from campaigns.errors import ConfigError
+from campaigns.settings import BreakerConfig, PoolConfig, RelayConfig, Settings, check_table
 
-from campaigns.settings import BreakerConfig, PoolConfig, Settings
+if TYPE_CHECKING:   # no redis import: settings load this module to read [pools]
+    import redis
+
+
+def pool_configs(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, PoolConfig]:
+    """The [pools.NAME] tables, read and checked here (settings hand them over at load,
+    `campaigns.settings.hooks` "pools"); `relays` are the configured relays."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'pools' must be a table of [pools.NAME] tables")
+    out = {}
+    for name, table in raw.items():
+        at = f"{where}: [pools.{name}]"
+        table = check_table(table, at, {"strategy", "relays", "weights", "from_domains"})
+        if name in relays:
+            raise ConfigError(f"{at}: '{name}' is also a relay name; pick another pool name")
+        strategy = str(table.get("strategy", "failover"))
+        if strategy not in ("failover", "weighted"):
+            raise ConfigError(f"{at}: strategy must be failover or weighted, got {strategy!r}")
+        members = table.get("relays")
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+            raise ConfigError(f"{at}: relays must be a non-empty list of relay names")
+        missing = [m for m in members if m not in relays]
+        if missing:
+            raise ConfigError(f"{at}: relays {', '.join(missing)} are not configured "
+                              f"(configured: {', '.join(sorted(relays)) or 'none'})")
+        weights = table.get("weights", [1] * len(members))
+        if (not isinstance(weights, list) or len(weights) != len(members)
+                or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
+            raise ConfigError(f"{at}: weights must be a list of {len(members)} positive numbers,"
+                              f" one per relay")
+        domains = table.get("from_domains", [])
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise ConfigError(f"{at}: from_domains must be a list of domain names")
+        out[name] = PoolConfig(name=name, strategy=strategy, relays=tuple(members),
+                               weights=tuple(float(w) for w in weights),
+                               from_domains=tuple(d.lower() for d in domains))
+    return out
+
 
 _KEY = "campaigns:breaker:"
 

@@ -5,10 +5,11 @@ table still fails at start-up naming the file.
 
 Owners are named here as "module:function" and imported on first use: settings imports no
 domain module, and a load imports what it imported before (the relays, the IMAP reader, the
-renderer's limits), `campaigns --help` nothing more.
+renderer's limits) plus campaigns.pools (no Redis import), `campaigns --help` nothing more.
 
   relay           (name, table, where) -> RelayConfig   one [relays.NAME], kind resolved
   relay.describe  (RelayConfig) -> dict                 what `relays list` shows
+  pools           (table, relays, where) -> {name: PoolConfig}
   bounces.imap    (table, where) -> ImapConfig          InputError naming the key
   templates       (TemplatesConfig) -> None             the renderer's limits, per process
 """
@@ -21,6 +22,7 @@ from typing import Any
 OWNERS: dict[str, str] = {
     "relay": "campaigns.relays.config:relay_config",
     "relay.describe": "campaigns.relays.config:describe",
+    "pools": "campaigns.pools:pool_configs",
     "bounces.imap": "campaigns.bounces.imap:parse_imap_config",
     "templates": "campaigns.render_limits:configure_from",
 }

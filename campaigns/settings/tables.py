@@ -1,7 +1,7 @@
-"""Readers of the generic tables: [sending], [rates], [bounces], [pools], [breaker],
-[schedules], [attachments], [templates]. Each takes the raw TOML table and `where` (the file,
-for errors) and returns its typed dataclass or raises ConfigError. A table only a domain module
-understands ([bounces.imap]; the renderer's limits) is handed to it through `hooks`."""
+"""Readers of the generic tables: [sending], [rates], [bounces], [breaker], [schedules],
+[attachments], [templates]. Each takes the raw TOML table and `where` (the file, for errors)
+and returns its typed dataclass or raises ConfigError. A table a domain module owns
+([bounces.imap]; the renderer's limits) is handed to it through `hooks`."""
 from __future__ import annotations
 
 from datetime import date
@@ -11,9 +11,8 @@ from typing import Any
 from campaigns.errors import ConfigError, InputError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
-                                      LimitConfig, PoolConfig, RatesConfig, RelayConfig,
-                                      SchedulesConfig, SendingPolicy, TemplatesConfig,
-                                      WarmupConfig)
+                                      LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
+                                      TemplatesConfig, WarmupConfig)
 from campaigns.settings.values import check_table, clamp, setting
 
 
@@ -127,39 +126,6 @@ def _bounces(raw: Any, where: str) -> BouncesConfig:
         guard_max_complaint=setting(raw, d, "guard_max_complaint", float, 0, at),
         listen=listen, imap=imap,
         imap_every_s=setting(raw, d, "imap_every_s", float, 1, at))
-
-
-def _pools(raw: Any, relays: dict[str, RelayConfig], where: str) -> dict[str, PoolConfig]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: 'pools' must be a table of [pools.NAME] tables")
-    out = {}
-    for name, table in raw.items():
-        at = f"{where}: [pools.{name}]"
-        table = check_table(table, at, {"strategy", "relays", "weights", "from_domains"})
-        if name in relays:
-            raise ConfigError(f"{at}: '{name}' is also a relay name; pick another pool name")
-        strategy = str(table.get("strategy", "failover"))
-        if strategy not in ("failover", "weighted"):
-            raise ConfigError(f"{at}: strategy must be failover or weighted, got {strategy!r}")
-        members = table.get("relays")
-        if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-            raise ConfigError(f"{at}: relays must be a non-empty list of relay names")
-        missing = [m for m in members if m not in relays]
-        if missing:
-            raise ConfigError(f"{at}: relays {', '.join(missing)} are not configured "
-                              f"(configured: {', '.join(sorted(relays)) or 'none'})")
-        weights = table.get("weights", [1] * len(members))
-        if (not isinstance(weights, list) or len(weights) != len(members)
-                or not all(isinstance(w, (int, float)) and w > 0 for w in weights)):
-            raise ConfigError(f"{at}: weights must be a list of {len(members)} positive numbers,"
-                              f" one per relay")
-        domains = table.get("from_domains", [])
-        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
-            raise ConfigError(f"{at}: from_domains must be a list of domain names")
-        out[name] = PoolConfig(name=name, strategy=strategy, relays=tuple(members),
-                               weights=tuple(float(w) for w in weights),
-                               from_domains=tuple(d.lower() for d in domains))
-    return out
 
 
 def _breaker(raw: Any, where: str) -> BreakerConfig:
