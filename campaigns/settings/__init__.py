@@ -20,9 +20,9 @@ from campaigns.settings.load import load_settings, read_relay
 from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
                                       LimitConfig, PoolConfig, RatesConfig, RelayConfig,
                                       SchedulesConfig, SendingPolicy, Settings, TemplatesConfig,
-                                      WarmupConfig)
+                                      WarmupConfig, require_secrets, unset_secrets)
 from campaigns.settings.values import (Secret, UnsetSecret, check_table, clamp, env_var_problem,
-                                       require_secrets, setting, shown, unset_secrets)
+                                       setting, shown)
 
 _relay = read_relay   # the name tests import
 

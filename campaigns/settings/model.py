@@ -7,9 +7,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from campaigns.errors import ConfigError
+from campaigns.errors import ConfigError, RelayConfigError
 from campaigns.settings.hooks import hook
-from campaigns.settings.values import Secret
+from campaigns.settings.values import Secret, UnsetSecret
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,20 @@ class RelayConfig:
         """What may be shown to a person: everything but the secrets (each kind's fields, as
         its relay module describes them)."""
         return hook("relay.describe")(self)
+
+
+def unset_secrets(config: RelayConfig) -> list[UnsetSecret]:
+    """The relay's secrets whose environment variable is not set."""
+    values = (config.password, config.api_key, config.access_key_id, config.secret_access_key)
+    return [v for v in values if isinstance(v, UnsetSecret)]
+
+
+def require_secrets(config: RelayConfig) -> None:
+    """Before a relay is used or checked: RelayConfigError when one of its `KEY_env`
+    variables is not set (the same message a load used to fail with)."""
+    unset = unset_secrets(config)
+    if unset:
+        raise RelayConfigError(unset[0].problem)
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,9 @@ in the domain modules that read their own tables (relays, the IMAP mailbox, webh
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from campaigns.errors import ConfigError, RelayConfigError
-
-if TYPE_CHECKING:
-    from campaigns.settings.model import RelayConfig
 
 
 class Secret:
@@ -87,20 +84,6 @@ class UnsetSecret(Secret):
 
     def __bool__(self) -> bool:
         return True
-
-
-def unset_secrets(config: RelayConfig) -> list[UnsetSecret]:
-    """The relay's secrets whose environment variable is not set."""
-    values = (config.password, config.api_key, config.access_key_id, config.secret_access_key)
-    return [v for v in values if isinstance(v, UnsetSecret)]
-
-
-def require_secrets(config: RelayConfig) -> None:
-    """Before a relay is used or checked: RelayConfigError when one of its `KEY_env`
-    variables is not set (the same message a load used to fail with)."""
-    unset = unset_secrets(config)
-    if unset:
-        raise RelayConfigError(unset[0].problem)
 
 
 def setting(raw: dict[str, Any], defaults: Any, name: str, kind: type, low: float,
