@@ -66,7 +66,7 @@ def _window(campaign: Campaign) -> Any:
 
 
 def runtime_by_name(session: Session, name: str) -> CampaignRuntime:
-    from campaigns.lifecycle import get_campaign
+    from campaigns.ledger.reads import get_campaign
     return load_runtime(session, get_campaign(session, name).id)
 
 

@@ -85,6 +85,8 @@ class Sender:
         self._relays: dict[str, Relay] = {}
         #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
         self.sending: tuple[int, str] = (0, "")
+        #: a relay refused us (auth, our account): the settings may be changed by a person
+        self.relay_refused = False
 
     def close(self) -> None:
         for relay in self._relays.values():
@@ -337,6 +339,7 @@ class Sender:
         (the attempt is not counted) and the campaign pauses until a person fixes the relay."""
         reason = f"relay '{rt.relay or self.settings.default_relay}' refused us: {err}"
         log.error("%s: campaign paused: %s", self.sending[1], reason)
+        self.relay_refused = True
         ledger.give_back(self.db, delivery_id, rt.id, code=err.code, enhanced=err.enhanced,
                          text=str(err), reason=reason)
         return Outcome(DeliveryStatus.QUEUED.value)

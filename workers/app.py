@@ -5,16 +5,13 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from celery import Celery, signals
 
-from campaigns.context import Context, broker_url, open_context, redis_url
+from campaigns.context import Context, broker_url, open_context
 from campaigns.errors import CampaignsError
 from campaigns.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from campaigns.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +75,15 @@ _stamp = _file_stamp(settings)
 _next_look = 0.0
 
 
-def reload_settings() -> bool:
-    """Load the config file again when it changed (looked at once per RELOAD_CHECK_S), into
-    this process's context: relays, pools, rates, breaker, sending and bounce policies take
-    effect; RESTART_ONLY keep their old values, with a warning. A file that does not load is
-    logged and the old settings kept. True when the settings were replaced."""
+def reload_settings(force: bool = False) -> bool:
+    """Load the config file again when it changed (looked at once per RELOAD_CHECK_S, or now
+    with `force`), into this process's context: relays, pools, rates, breaker, sending and
+    bounce policies take effect; RESTART_ONLY keep their old values, with a warning. A file
+    that does not load is logged and the old settings kept. True when the settings were
+    replaced."""
     global _stamp, _next_look
     now = time.monotonic()
-    if now < _next_look:
+    if now < _next_look and not force:
         return False
     _next_look = now + RELOAD_CHECK_S
     stamp = _file_stamp(settings)
@@ -104,7 +102,7 @@ def reload_settings() -> bool:
     if changed:
         log.warning("%s: %s changed; restart the workers for that", settings.config_path,
                     ", ".join(changed))
-    context().settings = dataclasses.replace(new, **kept)
+    context().reconfigure(dataclasses.replace(new, **kept))
     log.info("%s reloaded", settings.config_path)
     return True
 
@@ -114,9 +112,7 @@ def _fleet_loop(stop: threading.Event, what: str, every_s: float, lock: str, loc
     """Run `work` every `every_s` in one worker of the whole fleet at a time: the one that
     takes the Redis lock `lock` (held `lock_ms`). A failure (the database, Redis or a
     mailbox server is down) is logged and the loop goes on."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url(settings))
+    client = context().redis
     while not stop.wait(every_s):
         try:
             if client.set(lock, "1", nx=True, px=lock_ms):
@@ -133,26 +129,11 @@ def _upkeep() -> None:
         log.info("ledger upkeep: %s", done)
 
 
-_pacer: tuple[Settings, Pacer] | None = None
-
-
-def _release_pacer() -> Pacer:
-    """The releaser's pacer, made again when the settings were reloaded."""
-    global _pacer
-    current = context().settings
-    if _pacer is None or _pacer[0] is not current:
-        import redis
-
-        from campaigns.pacing import Pacer
-        _pacer = (current, Pacer(current, context().db, redis.Redis.from_url(redis_url(current))))
-    return _pacer[1]
-
-
 def _release_parked() -> None:
     """Hand messages parked under a receiver group's or campaign's limit back to the
     queue at that limit's rate (campaigns.parking)."""
     from workers.dispatch import release
-    pacer = _release_pacer()
+    pacer = context().pacer
     pacer.parking.release(pacer.rate_of, release)
 
 
@@ -184,11 +165,9 @@ def _start_maintenance(**_: Any) -> None:
 @signals.worker_shutdown.connect
 def _shutdown(**_: Any) -> None:
     _stop.set()
-    from workers.tasks import close_sender
-    close_sender()
+    context().close_sender()
 
 
 @signals.worker_process_shutdown.connect
 def _process_shutdown(**_: Any) -> None:
-    from workers.tasks import close_sender
-    close_sender()
+    context().close_sender()

@@ -11,7 +11,7 @@ import typer
 
 # campaigns.lifecycle (SQLAlchemy) and rich.progress are imported by the commands that use
 # them, so that `campaigns --help` starts without them
-from campaigns.cli.common import ctx, enqueue_fn, err, handled, out, redis_if_running
+from campaigns.cli.common import ctx, enqueue_fn, err, handled, out
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -54,8 +54,8 @@ def create(name: str, list_name: str = typer.Option(..., "--list"),
 @handled
 def list_() -> None:
     """Campaigns with their status."""
-    from campaigns import lifecycle
-    for row in lifecycle.list_campaigns(ctx().db):
+    from campaigns.ledger.reads import list_campaigns   # a read: no more than it needs
+    for row in list_campaigns(ctx().db):
         out.print(f"{row['name']}\t{row['status']}\tlist={row['list']}\ttemplate={row['template']}")
 
 
@@ -150,14 +150,11 @@ def _why(c: Any, name: str) -> list[str]:
     """campaigns.planning.explain with this process's Redis; what can be said without it."""
     import redis
 
-    from campaigns.pacing import Pacer
     from campaigns.planning import explain
-    from campaigns.pools import Breaker
-    client = redis_if_running(c.settings)
-    if client is None:
+    if c.running_redis() is None:
         return ["Redis is not running: no worker is taking tasks"]
     try:
-        return explain(Pacer(c.settings, c.db, client), Breaker(client, c.settings.breaker), name)
+        return explain(c.pacer, c.breaker, name)
     except redis.RedisError as e:   # the counts are shown whatever Redis does
         return [f"Redis is not reachable ({e}): no worker can take a task"]
 
@@ -292,8 +289,8 @@ def demo(count: int = typer.Option(2000, "--count"),
          workers: int = typer.Option(2, "--workers")) -> None:
     """Send a real campaign end to end on embedded defaults (SQLite, embedded Redis, a local
     SMTP sink); prints the final counts and where the received messages are."""
-    from campaigns.demo import run_demo
-    raise typer.Exit(run_demo(count=count, workers=workers))
+    from campaigns.cli.demo import run_demo
+    raise typer.Exit(run_demo(count=count, workers=workers, follow=follow))
 
 
 @commands.command("db-upgrade")

@@ -1,6 +1,6 @@
 """What every command module of the CLI shares: the consoles, `handled` (our errors as one
-line and exit 1), `ctx()` (the project's context, opened when a command runs), the enqueue
-hook and the Redis client of a running fleet. Imports nothing of the CLI; the command
+line and exit 1), `ctx()` (the project's context, opened when a command runs), and the enqueue
+hook. Imports nothing of the CLI; the command
 modules import only this, and the root (`campaigns.cli`) imports them.
 
 Enqueueing needs the Celery layer, which hands its `enqueue` function in through
@@ -51,20 +51,12 @@ def handled(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: a command's Redis calls give up after this long (a worker's never do)
+REDIS_TIMEOUT_S = 5.0
+
+
 def ctx() -> Context:
+    """The composition root of this command (campaigns.context): settings, database, and
+    on first use the Redis client, pacer and breaker."""
     from campaigns.context import open_context
-    return open_context()
-
-
-def redis_if_running(settings: Any) -> Any:
-    """A client of the configured Redis, or of the embedded one when it runs (None when it
-    does not: never start one just to look)."""
-    import redis
-
-    from campaigns import embedded_redis
-    if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    if embedded_redis.is_running(settings.data_dir):
-        return redis.Redis(unix_socket_path=str(embedded_redis.socket_path(settings.data_dir)),
-                           socket_timeout=2)
-    return None
+    return open_context(redis_timeout_s=REDIS_TIMEOUT_S)

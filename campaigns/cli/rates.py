@@ -14,12 +14,7 @@ commands = typer.Typer()
 
 
 def _pacer() -> Any:
-    import redis
-
-    from campaigns.context import redis_url
-    from campaigns.pacing import Pacer
-    c = ctx()
-    return Pacer(c.settings, c.db, redis.Redis.from_url(redis_url(c.settings)))
+    return ctx().pacer
 
 
 @app.command("set")

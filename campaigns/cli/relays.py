@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from campaigns.cli.common import handled, out, redis_if_running
+from campaigns.cli.common import REDIS_TIMEOUT_S, handled, out
 
 app = typer.Typer(no_args_is_help=True, help="Configured relays.")
 
@@ -44,11 +44,11 @@ def relays_list() -> None:
 def _breaker_states(settings: Any) -> dict[str, str]:
     """Each relay's circuit breaker, as the fleet shares it in Redis ({} when unreachable)."""
     try:
-        from campaigns.pools import Breaker
-        client = redis_if_running(settings)
-        if client is None:
+        from campaigns.context import open_context
+        c = open_context(settings, migrate=False, redis_timeout_s=REDIS_TIMEOUT_S)
+        if c.running_redis() is None:
             return {}
-        breaker = Breaker(client, settings.breaker)
+        breaker = c.breaker
         return {name: breaker.state(name).describe() for name in settings.relays}
     except Exception:  # noqa: BLE001 - listing relays must work without Redis
         return {}

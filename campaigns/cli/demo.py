@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from campaigns import embedded_redis, lifecycle
 from campaigns.audience import import_contacts
@@ -67,9 +67,9 @@ timeout_s = 10
     return path
 
 
-def run_demo(*, count: int, workers: int,
+def run_demo(*, count: int, workers: int, follow: Callable[..., dict[str, Any]],
              enqueue: Callable[..., None] | None = None, timeout_s: float = 180.0) -> int:
-    from campaigns.cli.campaigns import follow
+    """`follow(db, name, timeout_s=…)`: the progress display of `campaigns status`."""
     from campaigns.cli.common import enqueue_fn, out
     base = load_settings().data_dir / "demo"
     if embedded_redis.is_running(base):
