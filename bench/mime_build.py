@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from campaigns.mime import MessageBuilder, make_message_id
-from campaigns.rendering import Rendered, build_context, compile_template
+from campaigns.content.mime import MessageBuilder, make_message_id
+from campaigns.content.rendering import Rendered, build_context, compile_template
 
 _ITEM = """
 <tr><td style="padding:12px 24px;border-bottom:1px solid #eeeeee;font-family:Helvetica,Arial,sans-serif">

@@ -29,12 +29,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import redis  # noqa: E402
 
 from campaigns import lifecycle  # noqa: E402
-from campaigns.audience import import_contacts  # noqa: E402
+from campaigns.audience.contacts import import_contacts  # noqa: E402
 from campaigns.context import open_context  # noqa: E402
-from campaigns.ratestore import set_limit, unset_limit  # noqa: E402
+from campaigns.delivery.ratestore import set_limit, unset_limit  # noqa: E402
 from campaigns.settings import load_settings  # noqa: E402
-from campaigns.sink import ScriptedSink  # noqa: E402
-from campaigns.templates import add_template  # noqa: E402
+from campaigns.cli.sink import ScriptedSink  # noqa: E402
+from campaigns.content.templates import add_template  # noqa: E402
 from campaigns.workerproc import WorkerGroup  # noqa: E402
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")

@@ -37,7 +37,7 @@ PG_URL = f"{PG_SERVER}/campaigns_bench"  # a database of its own: the tests use 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
-SINKS = {"aiosmtpd": [sys.executable, "-m", "campaigns.sink", "--port", "0", "--no-keep-data"],
+SINKS = {"aiosmtpd": [sys.executable, "-m", "campaigns.cli.sink", "--port", "0", "--no-keep-data"],
          "fast": [sys.executable, str(ROOT / "bench" / "fastsink.py"), "--port", "0"]}
 
 
@@ -61,10 +61,10 @@ def ceiling(port: int, count: int, size: int) -> float:
 
 def prepare(env: dict[str, str], folder: Path, count: int) -> None:
     from campaigns import lifecycle
-    from campaigns.audience import import_contacts
+    from campaigns.audience.contacts import import_contacts
     from campaigns.context import open_context
     from campaigns.settings import load_settings
-    from campaigns.templates import add_template
+    from campaigns.content.templates import add_template
 
     ctx = open_context(load_settings(env))
     csv_path, html_path = folder / "list.csv", folder / "news.html"
@@ -119,7 +119,7 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int,
 
     ctx = open_context(load_settings(env), migrate=False)
     if relay_rate:  # a limit far above capacity: what the limiter itself costs
-        from campaigns.ratestore import set_limit
+        from campaigns.delivery.ratestore import set_limit
         set_limit(ctx.db, redis.Redis.from_url(REDIS_URL), "relay:sink", relay_rate, 1000)
     with WorkerGroup(workers, queue="campaigns.control,campaigns.transactional,campaigns.retry,campaigns", env=env):
         lifecycle.launch(ctx.db, ctx.settings, "warmup", enqueue)  # workers booted and warm

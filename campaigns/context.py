@@ -20,9 +20,9 @@ from campaigns.settings import Settings, load_settings
 if TYPE_CHECKING:
     import redis
 
-    from campaigns.pacing import Pacer
-    from campaigns.pools import Breaker
-    from campaigns.sending import Sender
+    from campaigns.delivery.pacing import Pacer
+    from campaigns.delivery.pools import Breaker
+    from campaigns.delivery.sending import Sender
 
 Clock = Callable[[], float]
 
@@ -77,14 +77,14 @@ class Context:
     @property
     def pacer(self) -> "Pacer":
         def make() -> Any:
-            from campaigns.pacing import Pacer
+            from campaigns.delivery.pacing import Pacer
             return Pacer(self.settings, self.db, self.redis, clock=self.clock)
         return self._part("pacer", make)  # type: ignore[no-any-return]
 
     @property
     def breaker(self) -> "Breaker":
         def make() -> Any:
-            from campaigns.pools import Breaker
+            from campaigns.delivery.pools import Breaker
             return Breaker(self.redis, self.settings.breaker)
         return self._part("breaker", make)  # type: ignore[no-any-return]
 
@@ -92,7 +92,7 @@ class Context:
     def sender(self) -> "Sender":
         """The send path of this process: one relay connection per relay name."""
         def make() -> Any:
-            from campaigns.sending import Sender
+            from campaigns.delivery.sending import Sender
             return Sender(self.settings, self.db, self.pacer, self.breaker)
         return self._part("sender", make)  # type: ignore[no-any-return]
 

@@ -45,8 +45,8 @@ def create_campaign(db: Database, settings: Settings, *, name: str, list_name: s
                     relay: str | None = None, attachment_column: str | None = None,
                     priority: str = "bulk", window: str | None = None,
                     timezone: str | None = None) -> Campaign:
-    from campaigns.audience import get_list
-    from campaigns.mime import parse_address
+    from campaigns.audience.contacts import get_list
+    from campaigns.content.mime import parse_address
     from campaigns.rates.windows import parse_window
 
     if priority not in PRIORITIES:
@@ -86,7 +86,7 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
 
     Idempotent: launching a campaign that is already sending adds only recipients that
     joined the list since and re-publishes unsent rows (claims make duplicates harmless)."""
-    from campaigns.preflight import run_preflight
+    from campaigns.content.preflight import run_preflight
 
     with db.session() as s:
         campaign = get_campaign(s, name)

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 
 from campaigns.context import Context, open_context
 from campaigns.settings import load_settings
-from campaigns.sink import Rule, ScriptedSink
+from campaigns.cli.sink import Rule, ScriptedSink
 from campaigns.workerproc import WorkerGroup
 
 CI = bool(os.environ.get("CI"))

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Iterable
 
 from campaigns import lifecycle
-from campaigns.audience import import_contacts
-from campaigns.templates import add_template
+from campaigns.audience.contacts import import_contacts
+from campaigns.content.templates import add_template
 
 HTML = """<html><body>
 <p>Ciao {{ contact.first_name }},</p>

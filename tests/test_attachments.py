@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import update
 
 from campaigns import lifecycle
-from campaigns.attachments import AttachmentError, resolve
-from campaigns.audience import import_contacts
+from campaigns.content.attachments import AttachmentError, resolve
+from campaigns.audience.contacts import import_contacts
 from campaigns.models import Contact
 from campaigns.settings import AttachmentPolicy
-from campaigns.templates import add_template
+from campaigns.content.templates import add_template
 from tests.helpers import ledger, parse
 
 SECRET_FILE_TEXT = b"root:$6$not-for-mail"

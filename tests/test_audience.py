@@ -11,9 +11,9 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from campaigns import audience
+from campaigns.audience import contacts as audience
 from campaigns.ledger import suppressions
-from campaigns.audience import RowError, get_list, import_contacts, normalise_address
+from campaigns.audience.contacts import RowError, get_list, import_contacts, normalise_address
 from campaigns.db import Database
 from campaigns.errors import InputError, NotFound
 from campaigns.models import Contact, ContactList, ListMember

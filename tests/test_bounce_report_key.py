@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaigns import intake
 from campaigns.models import BounceEvent, Suppression, utcnow
-from campaigns.tokens import make_return_path
+from campaigns.content.tokens import make_return_path
 from tests.test_bounces_intake import DOMAIN, _sent_rows
 
 EXPIRY = """Date: Tue, 1 Dec 2026 09:00:05 +0000 (UTC)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trustme
 
-from campaigns.bounces.imap import ImapConfig, ImapError, PollResult, parse_imap_config, poll_once
+from campaigns.intake.imap import ImapConfig, ImapError, PollResult, parse_imap_config, poll_once
 from campaigns.errors import InputError
 from campaigns.settings import Secret
 from tests.dovecot import DovecotServer, private_dovecot

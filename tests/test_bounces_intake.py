@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from campaigns import intake, lifecycle
 from campaigns.bounces import BounceReport
 from campaigns.models import BounceEvent, Delivery, Suppression, utcnow
-from campaigns.sink import Rule
-from campaigns.tokens import make_return_path, read_return_path
+from campaigns.cli.sink import Rule
+from campaigns.content.tokens import make_return_path, read_return_path
 from campaigns.settings import Secret
 from tests.helpers import ledger, make_campaign
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from campaigns.sink import ScriptedSink
+from campaigns.cli.sink import ScriptedSink
 from tests.helpers import ledger, make_campaign, parse, write_csv
 
 
@@ -99,8 +99,8 @@ def test_attachments_per_recipient_and_preflight_lists_missing_files(project):
     csv_path = project.root / "fatture.csv"
     csv_path.write_text("email,first_name,code,pdf\n" + "\n".join(",".join(r) for r in rows) + "\n")
     from campaigns import lifecycle
-    from campaigns.audience import import_contacts
-    from campaigns.templates import add_template
+    from campaigns.audience.contacts import import_contacts
+    from campaigns.content.templates import add_template
     import_contacts(project.ctx.db, csv_path, "fatture")
     (project.root / "f.html").write_text("<p>Gentile {{ contact.first_name }}, in allegato la fattura.</p>")
     add_template(project.ctx.db, "fattura", "La sua fattura", project.root / "f.html")

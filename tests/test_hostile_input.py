@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from campaigns.ledger import suppressions
-from campaigns.csvsafe import escape_cell, unescape_cell
+from campaigns.audience.csvsafe import escape_cell, unescape_cell
 
 HUGE = 50 * 1024 * 1024
 
@@ -130,7 +130,7 @@ def test_values_of_secret_or_unknown_keys_are_not_shown() -> None:
 
 
 def test_the_bounce_mailbox_password_env_is_never_echoed() -> None:
-    from campaigns.bounces.imap import parse_imap_config
+    from campaigns.intake.imap import parse_imap_config
     from campaigns.errors import InputError
     with pytest.raises(InputError) as info:
         parse_imap_config({"host": "127.0.0.1", "user": "b", "password_env": SECRET},

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from campaigns import lifecycle
-from campaigns.attribute_watch import attributes_used
-from campaigns.audience import import_contacts
+from campaigns.audience.attribute_watch import attributes_used
+from campaigns.audience.contacts import import_contacts
 from campaigns.scheduling import schedule_once
-from campaigns.templates import add_template
+from campaigns.content.templates import add_template
 from tests.helpers import write_csv
 
 HTML = "<p>Ciao {{ contact.first_name }}, offerte a {{ contact['city'] }}</p>"

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from campaigns import intake, lifecycle
-from campaigns.audience import import_contacts
+from campaigns.audience.contacts import import_contacts
 from campaigns.bounces import BounceReport
 from campaigns.models import Delivery
 from tests.helpers import make_campaign, write_csv

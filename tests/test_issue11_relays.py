@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trustme
 
-from campaigns.sink import ScriptedSink
+from campaigns.cli.sink import ScriptedSink
 from tests.helpers import make_campaign, write_csv
 
 pytestmark = pytest.mark.timeout(60)

@@ -36,7 +36,7 @@ def test_transactional_mail_has_no_list_unsubscribe_bulk_mail_has(project):
 
 
 def test_554_spam_block_is_retried_then_failed_and_550_user_unknown_bounced_at_once(project):
-    from campaigns.sink import Rule
+    from campaigns.cli.sink import Rule
     project.sink.rules.append(Rule(pattern=r"^spam", code=554,
                                    text="5.7.1 Message rejected as spam"))
     make_campaign(project, "blocks", rows=[("spam1@example.test", "S", "x"),

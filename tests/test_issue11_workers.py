@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from campaigns.sink import ScriptedSink
+from campaigns.cli.sink import ScriptedSink
 from tests.helpers import make_campaign
 
 pytestmark = pytest.mark.timeout(120)

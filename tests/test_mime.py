@@ -12,8 +12,8 @@ from email.message import EmailMessage
 import pytest
 
 from campaigns.errors import InputError
-from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
-from campaigns.rendering import build_context, compile_template
+from campaigns.content.mime import Attachment, MessageBuilder, make_message_id, parse_address
+from campaigns.content.rendering import build_context, compile_template
 
 FROM = "Niccolò Rossi <news@bottega.example.it>"
 SUBJECT = "Offerte di Natale: sconti più alti!"

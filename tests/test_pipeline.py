@@ -146,7 +146,7 @@ def test_451_is_retried_then_sent_and_550_bounced_without_retry(project):
 
 
 def test_temporary_failures_give_up_after_the_attempt_budget(project):
-    project.sink.rules.append(__import__("campaigns.sink", fromlist=["Rule"]).Rule(
+    project.sink.rules.append(__import__("campaigns.cli.sink", fromlist=["Rule"]).Rule(
         pattern=r"^always", code=451, text="4.2.0 Mailbox busy"))
     make_campaign(project, "budget", rows=[("always@example.test", "A", "x"),
                                            ("fine@example.test", "F", "y")])

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from campaigns.errors import ConfigError
-from campaigns.pools import Breaker, order
+from campaigns.delivery.pools import Breaker, order
 from campaigns.settings import BreakerConfig, PoolConfig, load_settings
-from campaigns.sink import ScriptedSink
+from campaigns.cli.sink import ScriptedSink
 from tests.helpers import FakeClock, ledger, make_campaign
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from campaigns.parking import HEADROOM, Parking
+from campaigns.delivery.parking import HEADROOM, Parking
 from tests.helpers import FakeClock
 
 

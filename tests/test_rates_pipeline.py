@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from campaigns.sink import Rule
+from campaigns.cli.sink import Rule
 from tests.helpers import ledger, make_campaign
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from campaigns.sink import Rule
+from campaigns.cli.sink import Rule
 from tests.helpers import ledger, make_campaign
 
 
@@ -78,7 +78,7 @@ def test_deferred_past_max_defer_s_is_expired_and_a_receiver_throttle_is_its_own
 def test_the_relay_is_throttled_only_when_it_said_so(project):
     import redis
 
-    from campaigns.pacing import Pacer
+    from campaigns.delivery.pacing import Pacer
     pacer = Pacer(project.ctx.settings, project.ctx.db, redis.Redis.from_url(project.redis_url))
     cases = {
         "451 4.7.1 Rate limited, try again later": "domain:example.test",
@@ -143,7 +143,7 @@ def test_a_throttle_belongs_to_the_mx_host_every_domain_it_receives_for_shares(p
     domains hosted on one MX are one receiver; a third on another MX is not slowed down."""
     import redis
 
-    from campaigns.pacing import Pacer
+    from campaigns.delivery.pacing import Pacer
     dns_server = MxServer({"a.test": ["mx1.shared.test", "mx2.shared.test"],
                            "b.test": ["MX1.Shared.Test"], "c.test": ["mx.other.test"]})
     try:

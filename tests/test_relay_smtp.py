@@ -20,7 +20,7 @@ from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayIn
 from campaigns.relays import FileRelay, OutgoingMessage, SmtpRelay, build_relay
 from campaigns.relays.smtp import parse_reply, retry_after_s
 from campaigns.settings import RelayConfig, Secret
-from campaigns.sink import Rule, ScriptedSink
+from campaigns.cli.sink import Rule, ScriptedSink
 
 pytestmark = pytest.mark.timeout(20)
 

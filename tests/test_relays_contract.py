@@ -25,11 +25,11 @@ from typer.testing import CliRunner
 from campaigns.bounces import classify_reply
 from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError)
-from campaigns.mime import Attachment, MessageBuilder, make_message_id
+from campaigns.content.mime import Attachment, MessageBuilder, make_message_id
 from campaigns.relays import BUILTIN_KINDS, OutgoingMessage, Relay, available_kinds, build_relay
 from campaigns.relays.presets import SMTP_PRESETS
 from campaigns.settings import RelayConfig, Secret, _relay, require_secrets
-from campaigns.sink import Rule, ScriptedSink
+from campaigns.cli.sink import Rule, ScriptedSink
 from tests.fakeproviders import (AWS_KEY_ID, AWS_SECRET, BAD_KEY, GOOD_KEY, MAILGUN_DOMAIN,
                                  Arrived, FakeProviders, arrived_from_mime)
 

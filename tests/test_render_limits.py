@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from campaigns.errors import TemplateRenderError
-from campaigns.render_limits import RenderLimits, configure_limits, current_limits
-from campaigns.rendering import build_context, compile_template
+from campaigns.content.render_limits import RenderLimits, configure_limits, current_limits
+from campaigns.content.rendering import build_context, compile_template
 from campaigns.settings import load_settings
 from tests.helpers import make_campaign
 

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from campaigns.errors import InputError, TemplateRenderError
-from campaigns.rendering import (CompiledTemplate, Rendered, build_context, compile_template,
+from campaigns.content.rendering import (CompiledTemplate, Rendered, build_context, compile_template,
                                  html_to_text)
 
 NEWSLETTER = """<!DOCTYPE html>

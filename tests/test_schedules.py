@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from campaigns import lifecycle, scheduling
-from campaigns.cron import local_to_utc, next_firing, parse_at, parse_cron
+from campaigns.scheduling.cron import local_to_utc, next_firing, parse_at, parse_cron
 from campaigns.db import as_utc
 from campaigns.errors import InputError
 from campaigns.models import Campaign, ScheduleRun
@@ -190,7 +190,7 @@ def test_the_data_source_is_read_at_run_time_and_a_failing_one_sends_nothing(
     assert "data source" in failed["note"] and "503" in failed["note"] and "nothing sent" in failed["note"]
     assert len(sent.ids) == 3
     # the first run renders run.number, run.date and run.data
-    from campaigns.compose import compose, runtime_by_name
+    from campaigns.content.compose import compose, runtime_by_name
     with db.session() as s:
         rt = runtime_by_name(s, "weekly-2027-01-04")
     data, _ = compose(rt, settings, delivery_id=None, address="weekly0@example.test",
@@ -276,7 +276,7 @@ def test_a_simulated_week_with_two_beats_one_run_per_firing_across_dst(
     # longer than the 4 h of grace, ~1.2 s here, and the first night was skipped)
     import redis
 
-    from campaigns.planning import LAST_TASK_KEY
+    from campaigns.delivery.planning import LAST_TASK_KEY
     heard = redis.Redis.from_url(project.redis_url)
     assert _wait(lambda: heard.get(LAST_TASK_KEY) is not None, 60), "no tick reached a worker"
     for _ in range(7 * 12):                      # 7 days in 2-hour steps
@@ -301,7 +301,7 @@ def test_a_simulated_week_with_two_beats_one_run_per_firing_across_dst(
 
 def test_each_run_takes_the_list_and_suppressions_as_they_are_at_run_time(project: Any) -> None:
     from campaigns.ledger import suppressions
-    from campaigns.audience import import_contacts
+    from campaigns.audience.contacts import import_contacts
     from tests.helpers import write_csv
     project.sending["preflight_sample"] = 1
     project.write_config()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from campaigns.sink import DEMO_RULES, Rule, ScriptedSink, parse_rule
+from campaigns.cli.sink import DEMO_RULES, Rule, ScriptedSink, parse_rule
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -89,7 +89,7 @@ def test_parse_rule() -> None:
 
 def test_command_line_runs_until_sigterm(tmp_path: Path) -> None:
     with subprocess.Popen(
-            [sys.executable, "-m", "campaigns.sink", "--port", "0", "--store", str(tmp_path),
+            [sys.executable, "-m", "campaigns.cli.sink", "--port", "0", "--store", str(tmp_path),
              "--rule", "^bounce=550 5.1.1 User unknown"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         _talk_then_stop(proc, tmp_path)

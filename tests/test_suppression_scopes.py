@@ -12,7 +12,7 @@ from sqlalchemy import select
 from campaigns import intake, lifecycle
 from campaigns.ledger import suppressions
 from campaigns.models import Suppression, utcnow
-from campaigns.tokens import make_return_path
+from campaigns.content.tokens import make_return_path
 from tests.helpers import ledger, make_campaign
 from tests.test_bounces_intake import DOMAIN, _sent_rows, arf, dsn
 

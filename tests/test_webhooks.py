@@ -30,15 +30,15 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from campaigns.api import create_app
+from campaigns.web.webhooks import create_app
 from campaigns.context import Context, open_context
 from campaigns.errors import ConfigError
 from campaigns.models import (BounceEvent, Campaign, ContactList, Delivery, Suppression,
                               Template, utcnow)
 from campaigns.settings import load_settings
-from campaigns.webhooks import WebhookRequest, load_webhook_config, providers
-from campaigns.webhooks import mailgun, postmark, sendgrid, ses
-from campaigns.webhooks.common import WebhookRejected
+from campaigns.intake.webhooks import WebhookRequest, load_webhook_config, providers
+from campaigns.intake.webhooks import mailgun, postmark, sendgrid, ses
+from campaigns.intake.webhooks.common import WebhookRejected
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
@@ -518,7 +518,7 @@ def test_sendgrid_verifies_the_test_vector_sendgrid_publishes() -> None:
     assert not sendgrid.verify_signature(public, payload.replace(b"test", b"best"), signature,
                                          "1588788367")
     assert not sendgrid.verify_signature(public, payload, signature, "1588788368")
-    from campaigns.webhooks.config import parse_webhook_config
+    from campaigns.intake.webhooks.config import parse_webhook_config
     config = parse_webhook_config({"sendgrid_verification_key": public}, "t.toml", {})
     headers = {sendgrid.SIGNATURE_HEADER.lower(): signature,
                sendgrid.TIMESTAMP_HEADER.lower(): "1588788367"}
@@ -754,7 +754,7 @@ def test_events_that_are_not_outcomes_are_left_out() -> None:
 
 # ------------------------------------------------------------------------ configuration
 def test_config_errors_name_the_place_and_never_the_secret(tmp_path: Path) -> None:
-    from campaigns.webhooks.config import parse_webhook_config
+    from campaigns.intake.webhooks.config import parse_webhook_config
     with pytest.raises(ConfigError, match=r"c\.toml: \[webhooks\]: unknown key\(s\) mailgun_key"):
         parse_webhook_config({"mailgun_key": "x"}, "c.toml", {})
     with pytest.raises(ConfigError, match="mailgun_signing_key_env names MG_KEY, which is not set"):
@@ -785,7 +785,7 @@ def test_config_errors_name_the_place_and_never_the_secret(tmp_path: Path) -> No
 
 
 def test_unconfigured_providers_refuse_everything(site: Site) -> None:
-    from campaigns.webhooks.config import WebhookConfig
+    from campaigns.intake.webhooks.config import WebhookConfig
     app = create_app(site.ctx.settings, config=WebhookConfig(), db=site.ctx.db)
     with TestClient(app) as client:
         for name in ("ses", "sendgrid", "mailgun", "postmark"):

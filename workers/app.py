@@ -131,7 +131,7 @@ def _upkeep() -> None:
 
 def _release_parked() -> None:
     """Hand messages parked under a receiver group's or campaign's limit back to the
-    queue at that limit's rate (campaigns.parking)."""
+    queue at that limit's rate (campaigns.delivery.parking)."""
     from workers.dispatch import release
     pacer = context().pacer
     pacer.parking.release(pacer.rate_of, release)

@@ -25,7 +25,7 @@ def enqueue(ids: Sequence[int], countdown: float | None = None, priority: str = 
 
 
 def release(ids: Sequence[int], priority: str) -> None:
-    """Publish parked messages (campaigns.parking) ahead of the bulk backlog."""
+    """Publish parked messages (campaigns.delivery.parking) ahead of the bulk backlog."""
     queue = queue_for(priority, retry=True)
     with app.producer_or_acquire() as producer, producer.batch(BATCH):
         for delivery_id in ids:
@@ -44,10 +44,10 @@ def _broker_client() -> Any:
 
 def pending() -> int | None:
     """Send tasks the broker holds: waiting in the send queues, taken by a worker and not yet
-    acknowledged (with their countdowns), or parked under a limit (campaigns.parking). None
+    acknowledged (with their countdowns), or parked under a limit (campaigns.delivery.parking). None
     for a broker other than Redis, which this cannot count."""
     from campaigns.context import broker_url
-    from campaigns.parking import PREFIX
+    from campaigns.delivery.parking import PREFIX
     if not broker_url(settings).startswith(("redis", "rediss", "unix")):
         return None
     client = _broker_client()

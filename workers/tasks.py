@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:
-    from campaigns.sending import Sender
+    from campaigns.delivery.sending import Sender
 from workers.app import app, context, reload_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _took_a_task() -> None:
     global _recorded_at
     now = time.monotonic()
     if now - _recorded_at >= 1.0:
-        from campaigns.planning import record_task
+        from campaigns.delivery.planning import record_task
         record_task(context().redis)
         _recorded_at = now
 

@@ -1,4 +1,4 @@
-"""`campaigns api`: the webhook endpoint (campaigns.api) served by uvicorn."""
+"""`campaigns api`: the webhook endpoint (campaigns.web.webhooks) served by uvicorn."""
 from __future__ import annotations
 
 import copy
@@ -27,8 +27,8 @@ def api_serve(listen: Optional[str] = typer.Option(
     except ImportError as err:
         raise ConfigError(f"`campaigns api` needs {err.name}: "
                           "pip install 'campaigns[api]'") from None
-    from campaigns.api import create_app
-    from campaigns.webhooks import load_webhook_config
+    from campaigns.web.webhooks import create_app
+    from campaigns.intake.webhooks import load_webhook_config
 
     c = ctx()
     config = load_webhook_config(c.settings)

@@ -55,7 +55,7 @@ def bounces_serve(listen: Optional[str] = typer.Option(None, "--listen",
     """Receive returned messages by SMTP for the bounce domain and apply them to the ledger
     until SIGTERM or Ctrl-C."""
     from campaigns.errors import InputError
-    from campaigns.inbound import BounceServer
+    from campaigns.intake.inbound import BounceServer
     c = ctx()
     address = listen or c.settings.bounces.listen
     host, _, port = address.rpartition(":")
@@ -93,7 +93,7 @@ def bounces_poll() -> None:
 def bounces_report(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """What came back for campaign NAME: counts by category, reason and domain group, and
     the most frequent diagnostic texts."""
-    from campaigns.bounce_report import lines, report
+    from campaigns.intake.bounce_report import lines, report
     c = ctx()
     data = report(c.db, c.settings, name)
     if as_json:

@@ -147,10 +147,10 @@ def status(name: str, as_json: bool = typer.Option(False, "--json"),
 
 
 def _why(c: Any, name: str) -> list[str]:
-    """campaigns.planning.explain with this process's Redis; what can be said without it."""
+    """campaigns.delivery.planning.explain with this process's Redis; what can be said without it."""
     import redis
 
-    from campaigns.planning import explain
+    from campaigns.delivery.planning import explain
     if c.running_redis() is None:
         return ["Redis is not running: no worker is taking tasks"]
     try:
@@ -240,7 +240,7 @@ def test_send(name: str, to: List[str] = typer.Option(..., "--to",
               contact: Optional[str] = typer.Option(None, "--contact",
                                                     help="Personalise as this contact")) -> None:
     """Send rendered copies to the given addresses; the ledger is not touched."""
-    from campaigns.testsend import send_test_copies
+    from campaigns.delivery.testsend import send_test_copies
     c = ctx()
     for line in send_test_copies(c.db, c.settings, name, to, contact):
         out.print(line, markup=False)

@@ -16,7 +16,7 @@ def contacts_import(file: Path, list_name: str = typer.Option(..., "--list", hel
                     check_dns: bool = typer.Option(False, "--check-dns",
                                                    help="Also check the domains accept mail")) -> None:
     """Import a CSV (header row; an `email` column; every other column is an attribute)."""
-    from campaigns.audience import import_contacts
+    from campaigns.audience.contacts import import_contacts
     report = import_contacts(ctx().db, file, list_name, check_dns=check_dns)
     for row_error in report.errors:
         err.print(str(row_error), soft_wrap=True)

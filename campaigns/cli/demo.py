@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from campaigns import embedded_redis, lifecycle
-from campaigns.audience import import_contacts
+from campaigns.audience.contacts import import_contacts
 from campaigns.context import open_context
 from campaigns.settings import load_settings
-from campaigns.sink import DEMO_RULES, ScriptedSink
-from campaigns.templates import add_template
+from campaigns.cli.sink import DEMO_RULES, ScriptedSink
+from campaigns.content.templates import add_template
 from campaigns.workerproc import WorkerGroup
 
 FIRST = ["Giulia", "Niccolò", "Marco", "Chiara", "Luca", "Francesca", "Andrea", "Sofia", "José"]

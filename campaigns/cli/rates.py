@@ -25,7 +25,7 @@ def rates_set(target: str, rate: str,
     """Set TARGET (relay:NAME, domain:GROUP, campaign:NAME) to RATE (50/s, 3000/min,
     20000/h). Every worker obeys within a second; it survives restarts."""
     from campaigns.rates.parse import parse_rate
-    from campaigns.ratestore import set_limit
+    from campaigns.delivery.ratestore import set_limit
     parsed = parse_rate(rate)
     pacer = _pacer()
     set_limit(pacer.db, pacer.client, target, parsed.per_s, burst, daily)
@@ -37,7 +37,7 @@ def rates_set(target: str, rate: str,
 @handled
 def rates_unset(target: str) -> None:
     """Remove what `rates set` stored for TARGET (the TOML default, if any, applies again)."""
-    from campaigns.ratestore import unset_limit
+    from campaigns.delivery.ratestore import unset_limit
     pacer = _pacer()
     removed = unset_limit(pacer.db, pacer.client, target)
     out.print(f"{target}: " + ("unset" if removed else "nothing was set"))
@@ -48,7 +48,7 @@ def rates_unset(target: str) -> None:
 def rates_reset(target: str) -> None:
     """Clear TARGET's throttle (relay:NAME, domain:GROUP or domain:example.com): its
     configured rate (or no limit) applies again at once, on every worker within a second."""
-    from campaigns.ratestore import check_target
+    from campaigns.delivery.ratestore import check_target
     pacer = _pacer()
     cleared = pacer.reset(check_target(target))
     out.print(f"{target}: " + ("throttle cleared" if cleared else "was not throttled"))
@@ -122,6 +122,6 @@ def rates_show(as_json: bool = typer.Option(False, "--json")) -> None:
 def plan(name: str) -> None:
     """Estimate how long a campaign takes from its audience's domain-group mix and the
     limits, and name the limit that binds."""
-    from campaigns.planning import estimate
+    from campaigns.delivery.planning import estimate
     for line in estimate(_pacer(), name):
         out.print(line, markup=False)

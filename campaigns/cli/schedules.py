@@ -37,7 +37,7 @@ def schedules_add(name: str, template: str = typer.Option(..., "--template"),
                       None, "--data-url", help="JSON fetched at each run, as run.data")) -> None:
     """Each firing creates the run NAME-YYYY-MM-DD from the template and list as they are
     then, and launches it."""
-    from campaigns.cron import zone
+    from campaigns.scheduling.cron import zone
     from campaigns.db import as_utc
     from campaigns.scheduling import ScheduleSpec, add_schedule
     c = ctx()

@@ -18,7 +18,7 @@ def templates_add(name: str, subject: str = typer.Option(..., "--subject"),
                   text: Optional[Path] = typer.Option(None, "--text"),
                   replace: bool = typer.Option(False, "--replace")) -> None:
     """Store a template; the text part is derived from the HTML when --text is not given."""
-    from campaigns.templates import add_template
+    from campaigns.content.templates import add_template
     t = add_template(ctx().db, name, subject, html, text, replace=replace)
     out.print(f"template '{t.name}' stored" + (" (text part generated from the HTML)"
                                                   if t.text_generated else ""))
@@ -28,7 +28,7 @@ def templates_add(name: str, subject: str = typer.Option(..., "--subject"),
 @handled
 def templates_list() -> None:
     """Every template: name and subject."""
-    from campaigns.templates import list_templates
+    from campaigns.content.templates import list_templates
     for t in list_templates(ctx().db):
         out.print(f"{t['name']}\t{t['subject']}")
 
@@ -39,9 +39,9 @@ def templates_preview(name: str, contact: str = typer.Option(..., "--contact"),
                       campaign: str = typer.Option("preview", "--campaign",
                                                    help="campaign.name in the preview")) -> None:
     """Print the message as rendered for one contact."""
-    from campaigns.compose import compile_stored, contact_row, unsubscribe_url
+    from campaigns.content.compose import compile_stored, contact_row, unsubscribe_url
     from campaigns.lifecycle import get_template
-    from campaigns.rendering import build_context
+    from campaigns.content.rendering import build_context
     c = ctx()
     with c.db.session() as s:
         template = get_template(s, name)

@@ -23,9 +23,9 @@ from sqlalchemy import and_, delete, exists, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from campaigns.audience import RowError, normalise_address
+from campaigns.audience.contacts import RowError, normalise_address
 from campaigns.bounces.model import BounceCategory
-from campaigns.csvsafe import SafeWriter, unescape_cell
+from campaigns.audience.csvsafe import SafeWriter, unescape_cell
 from campaigns.db import Database, insert_for
 from campaigns.errors import InputError
 from campaigns.models import (Campaign, ContactList, Priority, Suppression, SuppressionScope,
@@ -193,7 +193,7 @@ def import_csv(db: Database, path: Path) -> SuppressionImport:
     `export_csv` prefixes to formula-like cells is removed). Bad rows are reported with their
     line and the rest imported; a file that cannot be used at all raises InputError and
     changes nothing."""
-    from campaigns.audience import _decoded_lines, _open_csv
+    from campaigns.audience.contacts import _decoded_lines, _open_csv
     file = str(path)
     report = SuppressionImport(file)
     try:
@@ -238,7 +238,7 @@ def _import_row(db: Database, report: SuppressionImport, line: int, email_name: 
 def export_csv(db: Database, out: IO[str]) -> int:
     """Write every suppression with its cause as CSV (`CSV_COLUMNS`). Returns the count.
     A cell a spreadsheet would run as a formula (= + - @ tab CR first) gets a leading quote
-    (campaigns.csvsafe); `import_csv` removes it."""
+    (campaigns.audience.csvsafe); `import_csv` removes it."""
     writer = SafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     rows = list_all(db)

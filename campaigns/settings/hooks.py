@@ -5,7 +5,7 @@ table still fails at start-up naming the file.
 
 Owners are named here as "module:function" and imported on first use: settings imports no
 domain module, and a load imports what it imported before (the relays, the IMAP reader, the
-renderer's limits) plus campaigns.pools (no Redis import), `campaigns --help` nothing more.
+renderer's limits) plus campaigns.delivery.pools (no Redis import), `campaigns --help` nothing more.
 
   relay           (name, table, where) -> RelayConfig   one [relays.NAME], kind resolved
   relay.describe  (RelayConfig) -> dict                 what `relays list` shows
@@ -22,9 +22,9 @@ from typing import Any
 OWNERS: dict[str, str] = {
     "relay": "campaigns.relays.config:relay_config",
     "relay.describe": "campaigns.relays.config:describe",
-    "pools": "campaigns.pools:pool_configs",
-    "bounces.imap": "campaigns.bounces.imap:parse_imap_config",
-    "templates": "campaigns.render_limits:configure_from",
+    "pools": "campaigns.delivery.pools:pool_configs",
+    "bounces.imap": "campaigns.intake.imap:parse_imap_config",
+    "templates": "campaigns.content.render_limits:configure_from",
 }
 _resolved: dict[str, Callable[..., Any]] = {}
 

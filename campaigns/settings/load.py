@@ -61,7 +61,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if not isinstance(relays_raw, dict):
         raise ConfigError(f"{where}: 'relays' must be a table of [relays.NAME] tables")
     relays = {name: read_relay(name, r, where) for name, r in relays_raw.items()}
-    pools = hook("pools")(raw.get("pools", {}), relays, where)   # checked by campaigns.pools
+    pools = hook("pools")(raw.get("pools", {}), relays, where)   # checked by campaigns.delivery.pools
     default_relay = raw.get("default_relay") or (next(iter(relays)) if len(relays) == 1 else None)
     if default_relay and default_relay not in relays and default_relay not in pools:
         raise ConfigError(f"{where}: default_relay '{default_relay}' is not one of [relays.*] "

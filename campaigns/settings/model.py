@@ -121,7 +121,7 @@ class BouncesConfig:
     guard_max_hard: float = 0.05     # a campaign pauses above this hard-bounce rate …
     guard_max_complaint: float = 0.001   # … or this complaint rate
     listen: str = "127.0.0.1:2526"   # `campaigns bounces serve`
-    imap: Any = None                 # campaigns.bounces.imap.ImapConfig when [bounces.imap] is set
+    imap: Any = None                 # campaigns.intake.imap.ImapConfig when [bounces.imap] is set
     imap_every_s: float = 60.0       # how often workers poll the IMAP mailbox
 
 
@@ -147,7 +147,7 @@ class BreakerConfig:
 
 @dataclass(frozen=True)
 class AttachmentPolicy:
-    """TOML [attachments]: where a recipient's attachment may come from (campaigns.attachments)."""
+    """TOML [attachments]: where a recipient's attachment may come from (campaigns.content.attachments)."""
     roots: tuple[str, ...] = ()       # absolute folders; empty: the folder of the imported CSV
     max_file_bytes: int = 15_000_000
     max_message_bytes: int = 25_000_000
@@ -155,7 +155,7 @@ class AttachmentPolicy:
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    """TOML [templates]: render limits per message part (campaigns.render_limits)."""
+    """TOML [templates]: render limits per message part (campaigns.content.render_limits)."""
     max_render_s: float = 2.0        # wall clock to render one part
     max_part_bytes: int = 2_000_000  # a rendered part, and any string or list a template builds
     max_range: int = 10_000          # items of one range() in a template

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from campaigns.bounces import BounceReport, Classification
 from campaigns.bounces.model import BounceCategory
-from campaigns.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
+from campaigns.intake.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
                                        WebhookRequest, get, load_json, refine, report)
-from campaigns.webhooks.config import WebhookConfig
+from campaigns.intake.webhooks.config import WebhookConfig
 
 NAME = "sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"

@@ -16,8 +16,8 @@ import redis
 from campaigns.bounces import Classification
 from campaigns.db import Database
 from campaigns.errors import RelayTemporaryError
-from campaigns.parking import Parking
-from campaigns.ratestore import current_limits
+from campaigns.delivery.parking import Parking
+from campaigns.delivery.ratestore import current_limits
 from campaigns.rates import (AdaptiveThrottle, Decision, DomainGroups, Limit, RedisLimiter,
                              WarmupPlan, dns_mx_lookup)
 from campaigns.rates.limiter import calendar_day
@@ -223,7 +223,7 @@ class Pacer:
 
     @staticmethod
     def parks(binding: str | None) -> bool:
-        """Whether a message denied by `binding` is parked (see campaigns.parking): a
+        """Whether a message denied by `binding` is parked (see campaigns.delivery.parking): a
         receiver group's or a campaign's rate, which other messages need not wait for.
         Under the relay's own limits every message waits alike, so it books a slot."""
         return bool(binding) and not str(binding).startswith("relay:") \

@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from campaigns.db import Database
     from campaigns.intake import Applied
     from campaigns.settings import Settings
-    from campaigns.webhooks.config import WebhookConfig
+    from campaigns.intake.webhooks.config import WebhookConfig
 
-log = logging.getLogger("campaigns.webhooks")
+log = logging.getLogger("campaigns.intake.webhooks")
 
 #: BounceEvent.report_key is 100 characters
 _KEY_MAX = 100

@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from campaigns.db import Database
 from campaigns.intake import Applied, process_message
 from campaigns.settings import Settings
-from campaigns.smtpserver import AnyPortController
+from campaigns.intake.smtpserver import AnyPortController
 
 log = logging.getLogger(__name__)
 

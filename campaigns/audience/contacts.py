@@ -25,7 +25,7 @@ import email_validator
 from sqlalchemy import Table, and_, select, update
 from sqlalchemy.orm import Session
 
-from campaigns.attribute_watch import AttributeWatch
+from campaigns.audience.attribute_watch import AttributeWatch
 from campaigns.db import Database, insert_for
 from campaigns.errors import InputError, NotFound
 from campaigns.models import Contact, ContactList, ListMember, utcnow

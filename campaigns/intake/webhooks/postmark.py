@@ -15,9 +15,9 @@ from typing import Any
 
 from campaigns.bounces import BounceReport, Classification
 from campaigns.bounces.model import BounceCategory
-from campaigns.webhooks.common import (ProviderEvent, WebhookRejected, WebhookRequest, get,
+from campaigns.intake.webhooks.common import (ProviderEvent, WebhookRejected, WebhookRequest, get,
                                        load_json, refine, report, same_secret)
-from campaigns.webhooks.config import WebhookConfig
+from campaigns.intake.webhooks.config import WebhookConfig
 
 NAME = "postmark"
 _C = Classification.of

@@ -37,13 +37,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from campaigns.bounces import Classification
 from campaigns.bounces.model import BounceCategory
-from campaigns.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
+from campaigns.intake.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
                                        WebhookRequest, WebhookUnavailable, get, load_json,
                                        refine, report)
-from campaigns.webhooks.config import WebhookConfig
+from campaigns.intake.webhooks.config import WebhookConfig
 
 NAME = "ses"
-log = logging.getLogger("campaigns.webhooks.ses")
+log = logging.getLogger("campaigns.intake.webhooks.ses")
 
 #: url -> bytes (a GET over https); injectable so tests need no AWS
 Fetch = Callable[[str], bytes]

@@ -24,7 +24,7 @@ from jinja2.runtime import StrictUndefined
 from jinja2.utils import missing
 
 from campaigns.errors import InputError, TemplateRenderError
-from campaigns.render_limits import BoundedSandbox, RenderLimitError, guard_tree, render_part
+from campaigns.content.render_limits import BoundedSandbox, RenderLimitError, guard_tree, render_part
 
 __all__ = ["Rendered", "CompiledTemplate", "compile_template", "html_to_text", "build_context"]
 
@@ -116,7 +116,7 @@ def _autoescape(template_name: str | None) -> bool:
 
 
 # One environment per process; templates are compiled from strings, never loaded. The
-# sandbox is bounded in time and size (campaigns.render_limits, TOML [templates]).
+# sandbox is bounded in time and size (campaigns.content.render_limits, TOML [templates]).
 _ENV = BoundedSandbox(undefined=_StrictUndefined, autoescape=_autoescape,
                             auto_reload=False, cache_size=0)
 

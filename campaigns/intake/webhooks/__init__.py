@@ -3,16 +3,16 @@ our messages, verified as each provider documents and fed to the same intake as 
 messages (`campaigns.intake.apply`), so one suppression policy holds for every source.
 
 One module per provider (`verify`, `events`); `common` holds the shared types and the
-ledger step; `config` the `[webhooks]` TOML table. The HTTP side is `campaigns.api`."""
+ledger step; `config` the `[webhooks]` TOML table. The HTTP side is `campaigns.web.webhooks`."""
 from __future__ import annotations
 
 from functools import partial
 
-from campaigns.webhooks import mailgun, postmark, sendgrid, ses
-from campaigns.webhooks.common import (MalformedPayload, Provider, ProviderEvent,
+from campaigns.intake.webhooks import mailgun, postmark, sendgrid, ses
+from campaigns.intake.webhooks.common import (MalformedPayload, Provider, ProviderEvent,
                                        WebhookError, WebhookRejected, WebhookRequest,
                                        WebhookUnavailable, record_events)
-from campaigns.webhooks.config import WebhookConfig, load_webhook_config
+from campaigns.intake.webhooks.config import WebhookConfig, load_webhook_config
 
 __all__ = ["MalformedPayload", "Provider", "ProviderEvent", "WebhookConfig", "WebhookError",
            "WebhookRejected", "WebhookRequest", "WebhookUnavailable", "load_webhook_config",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from campaigns.attachments import AttachmentError
-from campaigns.compose import attachment_path, compose, load_runtime
+from campaigns.content.attachments import AttachmentError
+from campaigns.content.compose import attachment_path, compose, load_runtime
 from campaigns.db import Database
 from campaigns.errors import CampaignsError, InputError, TemplateRenderError
 from campaigns.models import Campaign, Contact, ListMember
@@ -62,7 +62,7 @@ def run_preflight(db: Database, settings: Settings, campaign: Campaign) -> list[
 
 def _refused_attachments(db: Database, settings: Settings, campaign: Campaign,  # type: ignore[no-untyped-def]
                          rt) -> list[str]:
-    """Every recipient whose attachment is missing or refused (campaigns.attachments)."""
+    """Every recipient whose attachment is missing or refused (campaigns.content.attachments)."""
     missing: list[str] = []
     last = 0
     while True:

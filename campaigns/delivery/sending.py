@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
-from campaigns.attachments import AttachmentError
-from campaigns.compose import CampaignRuntime, compose, load_runtime, return_path
+from campaigns.content.attachments import AttachmentError
+from campaigns.content.compose import CampaignRuntime, compose, load_runtime, return_path
 from campaigns.db import Database
 from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.ledger import campaigns as ledger_campaigns
 from campaigns.ledger import sends as ledger
 from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
-from campaigns.pacing import Pacer
-from campaigns.pools import Breaker, candidates
+from campaigns.delivery.pacing import Pacer
+from campaigns.delivery.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import SendingPolicy, Settings, require_secrets
 
@@ -113,7 +113,7 @@ class Sender:
         breaker closed and room under its daily cap), and is there a token of every limit
         the message is under? A message without a token costs a read and one Redis call,
         no ledger write: it books its slot and is re-queued, or waits parked for its
-        receiver group's or campaign's limit (campaigns.parking), or its campaign waits for
+        receiver group's or campaign's limit (campaigns.delivery.parking), or its campaign waits for
         a long wait."""
         row = ledger.peek(self.db, delivery_id)
         if row is None:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from campaigns import lifecycle
-from campaigns.cron import next_firing, parse_at, parse_cron, zone
+from campaigns.scheduling.cron import next_firing, parse_at, parse_cron, zone
 from campaigns.db import Database, as_utc
 from campaigns.errors import CampaignsError, InputError, NotFound, StateError
 from campaigns.ledger import campaigns as ledger_campaigns
@@ -106,8 +106,8 @@ def add_schedule(db: Database, settings: Settings, spec: ScheduleSpec,
                  now: datetime | None = None) -> Schedule:
     """Check everything a run will need now (template, list, sender, relay, window, cron,
     zone), so a schedule that is accepted can fire."""
-    from campaigns.audience import get_list
-    from campaigns.mime import parse_address
+    from campaigns.audience.contacts import get_list
+    from campaigns.content.mime import parse_address
     from campaigns.rates.windows import parse_window
     now = now or utcnow()
     cron, tz = parse_cron(spec.cron), zone(spec.timezone)

@@ -5,11 +5,11 @@ from typing import Sequence
 
 from sqlalchemy import select
 
-from campaigns.audience import normalise_address
-from campaigns.compose import compose, contact_row, runtime_by_name
+from campaigns.audience.contacts import normalise_address
+from campaigns.content.compose import compose, contact_row, runtime_by_name
 from campaigns.db import Database
 from campaigns.errors import InputError, NotFound, RelayError
-from campaigns.lifecycle import get_campaign
+from campaigns.ledger.reads import get_campaign
 from campaigns.models import Contact, ListMember
 from campaigns.relays import OutgoingMessage, build_relay
 from campaigns.settings import Settings
@@ -37,7 +37,7 @@ def send_test_copies(db: Database, settings: Settings, name: str, to: Sequence[s
             if row is None:
                 raise NotFound(f"campaign '{name}' has an empty list; give --contact")
             email, attributes, source_dir = row[0], dict(row[1] or {}), row[2]
-    from campaigns.pools import first_relay
+    from campaigns.delivery.pools import first_relay
     relay = build_relay(settings.relay(first_relay(settings, rt.relay)))
     lines = []
     try:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from campaigns.db import Database
 from campaigns.errors import InputError, StateError
 from campaigns.models import Campaign, Template, utcnow
-from campaigns.rendering import compile_template, html_to_text
+from campaigns.content.rendering import compile_template, html_to_text
 
 
 def _read(path: Path, option: str) -> str:

@@ -37,7 +37,7 @@ from campaigns.ledger import reports
 from campaigns.ledger.reports import SUPPRESS_NOW, Applied, SoftPolicy
 from campaigns.models import CampaignStatus, Delivery
 from campaigns.settings import Settings
-from campaigns.tokens import read_return_path, read_token
+from campaigns.content.tokens import read_return_path, read_token
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def guard(db: Database, settings: Settings, campaign_id: int) -> str | None:
 
 def poll_mailbox(db: Database, settings: Settings) -> Any:
     """One poll of the [bounces.imap] mailbox: each new message applied, then marked."""
-    from campaigns.bounces.imap import poll_once
+    from campaigns.intake.imap import poll_once
 
     def handle(raw: bytes) -> None:
         process_message(db, settings, raw, source="imap",

@@ -11,16 +11,16 @@ from typing import Any, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import attachments
-from campaigns.attachments import AttachmentError
+from campaigns.content import attachments
+from campaigns.content.attachments import AttachmentError
 from campaigns.errors import CampaignsError
 from campaigns.headers import DELIVERY_HEADER
-from campaigns.mime import Attachment, MessageBuilder, make_message_id, parse_address
+from campaigns.content.mime import Attachment, MessageBuilder, make_message_id, parse_address
 from campaigns.models import Campaign, Template
-from campaigns.rendering import (CompiledTemplate, Record, Rendered, build_context,
+from campaigns.content.rendering import (CompiledTemplate, Record, Rendered, build_context,
                                  compile_template)
 from campaigns.settings import AttachmentPolicy, Settings
-from campaigns.tokens import make_return_path, make_token
+from campaigns.content.tokens import make_return_path, make_token
 
 
 @dataclass
@@ -90,7 +90,7 @@ def return_path(settings: Settings, delivery_id: int, sender: str) -> str:
 
 def attachment_path(rt: CampaignRuntime, policy: AttachmentPolicy, address: str,
                     attributes: Mapping[str, Any], source_dir: str | None) -> Path | None:
-    """The checked real path of `address`'s attachment (campaigns.attachments.resolve), None
+    """The checked real path of `address`'s attachment (campaigns.content.attachments.resolve), None
     when the campaign attaches nothing. Raises AttachmentError naming the rule."""
     if not rt.attachment_column:
         return None
@@ -145,7 +145,7 @@ def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None,
 
 
 def contact_row(session: Session, address: str) -> tuple[str, dict[str, Any], str | None]:
-    from campaigns.audience import normalise_address
+    from campaigns.audience.contacts import normalise_address
     from campaigns.errors import NotFound
     from campaigns.models import Contact
 

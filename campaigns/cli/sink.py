@@ -11,7 +11,7 @@ matched against the sender) at MAIL FROM.
 Run alone (the benchmark does) until SIGTERM/SIGINT; the first stdout line is
 `listening HOST:PORT`:
 
-    python -m campaigns.sink --port 2525 --store DIR --rule '^bounce=550 5.1.1 User unknown'
+    python -m campaigns.cli.sink --port 2525 --store DIR --rule '^bounce=550 5.1.1 User unknown'
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from campaigns.smtpserver import AnyPortController
+from campaigns.intake.smtpserver import AnyPortController
 
 _DROP = "\x00drop"       # a handler's reply meaning "close the connection, answer nothing"
 STAGES = ("mail", "rcpt", "data")
@@ -312,7 +312,7 @@ def parse_rule(arg: str) -> Rule:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m campaigns.sink", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m campaigns.cli.sink", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525, help="0 picks a free port")
     parser.add_argument("--store", type=Path, help="also write each accepted message as N.eml here")

@@ -38,7 +38,7 @@ def estimate(pacer: Any, name: str) -> list[str]:
                            .outerjoin(Suppression, Suppression.address == Contact.email)
                            .where(ListMember.list_id == campaign.list_id,
                                   Suppression.id.is_(None))).all()
-    from campaigns.pools import first_relay
+    from campaigns.delivery.pools import first_relay
     relay = first_relay(pacer.settings, campaign.relay)
     total = len(emails)
     groups = Counter(pacer.group_of(e) or "other" for e in emails)
@@ -97,7 +97,7 @@ def explain(pacer: Any, breaker: Any, name: str, *, now: float | None = None) ->
     no worker taking tasks, an open circuit breaker, messages parked under a limit, and the
     limit that binds what is left (as `plan` computes it, throttles included). [] when it
     is not sending or has nothing left to send."""
-    from campaigns.pools import candidates
+    from campaigns.delivery.pools import candidates
     with pacer.db.session() as s:
         campaign = get_campaign(s, name)
         cid, status, target, priority = campaign.id, campaign.status, campaign.relay, campaign.priority

@@ -19,10 +19,10 @@ from typing import Any
 
 from campaigns.bounces import BounceReport, Classification
 from campaigns.bounces.model import BounceCategory
-from campaigns.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
+from campaigns.intake.webhooks.common import (MalformedPayload, ProviderEvent, WebhookRejected,
                                        WebhookRequest, get, load_json, refine, report,
                                        same_secret)
-from campaigns.webhooks.config import WebhookConfig
+from campaigns.intake.webhooks.config import WebhookConfig
 
 NAME = "mailgun"
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from campaigns.db import Database
-from campaigns.lifecycle import counts, get_campaign
+from campaigns.ledger.reads import counts, get_campaign
 from campaigns.models import BounceEvent
 from campaigns.rates import DomainGroups
 from campaigns.settings import Settings

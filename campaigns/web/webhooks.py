@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Callable
 from campaigns.db import Database
 from campaigns.errors import ConfigError
 from campaigns.settings import Settings
-from campaigns.webhooks import (Provider, WebhookConfig, WebhookError, WebhookRequest,
+from campaigns.intake.webhooks import (Provider, WebhookConfig, WebhookError, WebhookRequest,
                                 load_webhook_config, providers, record_events)
 
 try:
@@ -34,7 +34,7 @@ except ImportError as err:  # pragma: no cover - depends on the installation
     raise ConfigError("the webhook API needs starlette and uvicorn: "
                       "pip install 'campaigns[api]'") from err
 
-log = logging.getLogger("campaigns.api")
+log = logging.getLogger("campaigns.web.webhooks")
 
 #: SendGrid posts batches of events; nothing a provider sends comes near this
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, config: WebhookConfig | None = None,
                clock: Callable[[], float] = time.time) -> Starlette:
     """The app for one installation. `config` defaults to the `[webhooks]` table of the
     settings' TOML file, `db` to a new Database (disposed at shutdown), `endpoints` to every
-    provider (`campaigns.webhooks.providers`), `clock` (epoch seconds) to the system's."""
+    provider (`campaigns.intake.webhooks.providers`), `clock` (epoch seconds) to the system's."""
     config = config if config is not None else load_webhook_config(settings)
     database = db if db is not None else Database(settings)
     table = endpoints if endpoints is not None else providers()

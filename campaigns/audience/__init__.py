@@ -1,0 +1,3 @@
+"""Who receives: contact lists imported from CSV (validated, normalised addresses), the
+warning when an import changes attributes a campaign relies on, CSV cells made safe for
+spreadsheets. Writes contacts and lists, never the ledger."""

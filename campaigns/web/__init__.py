@@ -1,0 +1,1 @@
+"""The HTTP side (ASGI, Starlette): today the provider webhook endpoint."""
