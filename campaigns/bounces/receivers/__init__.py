@@ -25,9 +25,3 @@ def find_receiver(text: str) -> tuple[str, str] | None:
         if reason:
             return name, reason
     return None
-
-
-def find_receiver_reason(text: str) -> str | None:
-    """The reason a provider's own label gives, or None."""
-    found = find_receiver(text)
-    return found[1] if found else None
