@@ -7,7 +7,12 @@ from sqlalchemy import select
 
 from campaigns.db import Database
 from campaigns.errors import InputError, StateError
-from campaigns.models import Campaign, Template, utcnow
+from campaigns.models import Campaign, CampaignStatus, Template, utcnow
+
+#: campaigns whose messages are still being made from their template (a waiting campaign,
+#: outside its window or past a daily cap, resumes with it)
+_RUNNING = tuple(s.value for s in (CampaignStatus.SENDING, CampaignStatus.PAUSED,
+                                   CampaignStatus.WAITING))
 from campaigns.content.rendering import compile_template, html_to_text
 
 
@@ -44,7 +49,7 @@ def add_template(db: Database, name: str, subject: str, html_file: Path,
             raise StateError(f"a template named '{name}' exists; use --replace to change it")
         busy = s.scalars(select(Campaign.name).where(
             Campaign.template_id == existing.id,
-            Campaign.status.in_(("sending", "paused")))).all()
+            Campaign.status.in_(_RUNNING))).all()
         if busy:
             raise StateError(f"template '{name}' is used by running campaign(s) "
                              f"{', '.join(busy)}; it cannot change under them")
