@@ -5,7 +5,10 @@ auto-replies). Pure Python: imports neither Celery nor SQLAlchemy.
 A delay notice is category expired, reason "delayed" (or the cause its words name), never
 permanent, and its BounceReport has `final=False`: never record it as an outcome. Every
 Classification names the `rule` that decided; the precedence is documented in
-campaigns.bounces.classify. Details in campaigns.bounces.model."""
+campaigns.bounces.classify. Details in campaigns.bounces.model.
+
+May import: the standard library, campaigns.errors and campaigns.headers; never a database,
+the ledger or Celery (checked by import-linter)."""
 from __future__ import annotations
 
 import importlib

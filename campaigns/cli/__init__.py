@@ -5,7 +5,9 @@ the root back. Commands import the domain (SQLAlchemy, Redis, Jinja2) when they 
 `campaigns --help` needs none of it.
 
 Enqueueing needs the Celery layer, which hands its `enqueue` function in through
-`set_enqueue` (see workers/cli.py), so this package imports no Celery."""
+`set_enqueue` (see workers/cli.py), so this package imports no Celery.
+
+May import: anything below it; nothing imports it (checked by import-linter)."""
 from __future__ import annotations
 
 import typer

@@ -5,7 +5,9 @@ reputation guard). The classification itself is campaigns.bounces (pure); the wr
 campaigns.ledger's.
 
 `campaigns.intake.apply`, `process_message`, … are `campaigns.intake.reports`'s, loaded on
-first use (the webhook and IMAP modules need no database until they apply a report)."""
+first use (the webhook and IMAP modules need no database until they apply a report).
+
+May import: ledger, bounces, content.tokens, settings. Never delivery or the CLI."""
 from __future__ import annotations
 
 from importlib import import_module

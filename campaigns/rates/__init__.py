@@ -3,7 +3,9 @@ recipient-domain groups, send windows, warm-up caps and adaptive throttling.
 
 Pure pieces (parse, gcra, groups, windows, warmup) need no Redis; `RedisLimiter` and
 `AdaptiveThrottle` take a redis-py client. Nothing here imports Celery or SQLAlchemy.
-"""
+
+May import: redis (the limiter) and the standard library; never a database, the ledger or
+Celery (checked by import-linter)."""
 from campaigns.rates.adaptive import AdaptiveThrottle, ThrottleState
 from campaigns.rates.gcra import GcraBucket, GcraResult, gcra
 from campaigns.rates.groups import BUILTIN_GROUPS, BUILTIN_MX_GROUPS, DomainGroups, dns_mx_lookup

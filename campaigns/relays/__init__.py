@@ -9,7 +9,9 @@ campaigns.relays.base.Relay: anything else (a function such as `os:system`, a cl
 Built-ins are imported lazily: `ses` needs boto3 (extra "ses"), the HTTP APIs need httpx
 (extra "http"). A missing one is a ConfigError that names the extra to install, as in
 "relay 'x': kind 'ses' needs boto3: pip install 'campaigns[ses]'".
-"""
+
+May import: errors, settings, tls; never a database, the
+ledger or Celery (checked by import-linter)."""
 from __future__ import annotations
 
 import importlib

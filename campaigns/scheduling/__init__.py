@@ -2,7 +2,9 @@
 recurring schedules and the tick that launches them exactly once (`schedules`).
 
 `campaigns.scheduling.tick`, `schedule_once`, … are `campaigns.scheduling.schedules`'s,
-loaded on first use."""
+loaded on first use.
+
+May import: lifecycle, ledger, settings. Never delivery or Celery."""
 from __future__ import annotations
 
 from importlib import import_module

@@ -14,7 +14,9 @@ values, numbers), `model` (the dataclasses), `tables` (the generic tables), `loa
 mailbox, the renderer's limits). May import campaigns.errors and pure parsers
 (campaigns.rates.parse) only: never a domain module, not even lazily (`hooks` names them).
 Everything a caller needs is importable from here: `from campaigns.settings import Settings`.
-"""
+
+May import: errors and the pure rates.parse; the domain tables are checked by their
+owners through settings.hooks (checked by import-linter)."""
 from campaigns.settings.hooks import hook, register
 from campaigns.settings.load import load_settings, read_relay
 from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,

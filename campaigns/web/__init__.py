@@ -1,1 +1,3 @@
-"""The HTTP side (ASGI, Starlette): today the provider webhook endpoint."""
+"""The HTTP side (ASGI, Starlette): today the provider webhook endpoint.
+
+May import: intake, settings. Sits above the domain like the CLI."""
