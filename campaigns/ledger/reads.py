@@ -49,13 +49,19 @@ def counts(db: Database, name: str) -> dict[str, Any]:
             "counts": by_status}
 
 
-def list_campaigns(db: Database) -> list[dict[str, Any]]:
+def list_campaigns(db: Database, after_id: int = 0,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """Campaigns in creation order (`id` is the cursor of a page: after_id, limit)."""
+    query = (select(Campaign.id, Campaign.name, Campaign.status, ContactList.name, Template.name)
+             .join(ContactList, ContactList.id == Campaign.list_id)
+             .join(Template, Template.id == Campaign.template_id)
+             .where(Campaign.id > after_id).order_by(Campaign.id))
+    if limit is not None:
+        query = query.limit(limit)
     with db.session() as s:
-        rows = s.execute(select(Campaign.name, Campaign.status, ContactList.name, Template.name)
-                         .join(ContactList, ContactList.id == Campaign.list_id)
-                         .join(Template, Template.id == Campaign.template_id)
-                         .order_by(Campaign.id)).all()
-    return [{"name": n, "status": st, "list": ln, "template": tn} for n, st, ln, tn in rows]
+        rows = s.execute(query).all()
+    return [{"id": i, "name": n, "status": st, "list": ln, "template": tn}
+            for i, n, st, ln, tn in rows]
 
 
 def active_campaigns(db: Database) -> list[Campaign]:

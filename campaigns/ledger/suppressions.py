@@ -153,6 +153,14 @@ def list_all(db: Database) -> list[Suppression]:
         return list(session.scalars(stmt))
 
 
+def page(db: Database, after_id: int, limit: int) -> list[Suppression]:
+    """Suppressions in the order they were recorded, `limit` after the one with `after_id`."""
+    with db.session() as session:
+        stmt = (select(Suppression).where(Suppression.id > after_id)
+                .order_by(Suppression.id).limit(limit))
+        return list(session.scalars(stmt))
+
+
 def is_suppressed(session: Session, address: str) -> bool:
     """Whether `address` (any case, surrounding whitespace ignored) is suppressed in any scope.
     Never raises for a malformed address: it is simply not suppressed."""

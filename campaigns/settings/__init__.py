@@ -22,7 +22,7 @@ from campaigns.settings.load import load_settings, read_relay
 from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
                                       LimitConfig, PoolConfig, RatesConfig, RelayConfig,
                                       SchedulesConfig, SendingPolicy, Settings, TemplatesConfig,
-                                      WarmupConfig, require_secrets, unset_secrets)
+                                      WarmupConfig, WebConfig, require_secrets, unset_secrets)
 from campaigns.settings.values import (Secret, UnsetSecret, check_table, clamp, env_var_problem,
                                        setting, shown)
 
@@ -30,6 +30,6 @@ _relay = read_relay   # the name tests import
 
 __all__ = ["AttachmentPolicy", "BouncesConfig", "BreakerConfig", "LimitConfig", "PoolConfig",
            "RatesConfig", "RelayConfig", "SchedulesConfig", "Secret", "SendingPolicy",
-           "Settings", "TemplatesConfig", "UnsetSecret", "WarmupConfig", "check_table", "clamp",
+           "Settings", "TemplatesConfig", "UnsetSecret", "WarmupConfig", "WebConfig", "check_table", "clamp",
            "env_var_problem", "hook", "load_settings", "read_relay", "register",
            "require_secrets", "setting", "shown", "unset_secrets"]

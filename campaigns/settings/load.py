@@ -12,7 +12,7 @@ from campaigns.errors import ConfigError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import RelayConfig, Settings
 from campaigns.settings.tables import (_attachments, _bounces, _breaker, _rates, _schedules,
-                                       _sending, _templates)
+                                       _sending, _templates, _web)
 from campaigns.settings.values import Secret
 
 
@@ -81,5 +81,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pools=pools, breaker=_breaker(raw.get("breaker", {}), where),
         attachments=_attachments(raw.get("attachments", {}), where),
         templates=_templates(raw.get("templates", {}), where),
+        web=_web(raw.get("web", {}), where),
         config_searched=() if env.get("CAMPAIGNS_CONFIG") else searched,
     )

@@ -162,6 +162,14 @@ class TemplatesConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """TOML [web]: the one HTTP process (`campaigns serve`): API, provider webhooks, health."""
+    listen: str | None = None          # HOST:PORT; None: [webhooks] listen, else 127.0.0.1:8025
+    public_url: str | None = None      # the https address people and providers reach
+    max_body_bytes: int = 30 * 1024 * 1024   # a request body past this is answered 413
+
+
+@dataclass(frozen=True)
 class SchedulesConfig:
     """TOML [schedules]: the scheduler (`campaigns beat`)."""
     grace_s: float = 3600.0      # a run missed by less than this is sent late; older: skipped
@@ -188,6 +196,7 @@ class Settings:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     attachments: AttachmentPolicy = field(default_factory=AttachmentPolicy)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     #: where a config file was looked for when CAMPAIGNS_CONFIG is unset (for errors)
     config_searched: tuple[Path, ...] = ()
 

@@ -12,7 +12,7 @@ from campaigns.errors import ConfigError, InputError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
                                       LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
-                                      TemplatesConfig, WarmupConfig)
+                                      TemplatesConfig, WarmupConfig, WebConfig)
 from campaigns.settings.values import check_table, clamp, setting
 
 
@@ -163,6 +163,26 @@ def _attachments(raw: Any, where: str) -> AttachmentPolicy:
         roots=tuple(roots),
         max_file_bytes=setting(raw, d, "max_file_bytes", int, 1, at),
         max_message_bytes=setting(raw, d, "max_message_bytes", int, 1, at))
+
+
+def _web(raw: Any, where: str) -> WebConfig:
+    """[web]: listen (HOST:PORT), public_url (http(s)://…), max_body_bytes."""
+    at = f"{where}: [web]"
+    raw = check_table(raw, at, {"listen", "public_url", "max_body_bytes"})
+    d = WebConfig()
+    listen = raw.get("listen")
+    if listen is not None:
+        host, _, port = str(listen).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{at}: listen must be HOST:PORT such as 127.0.0.1:8025, "
+                              f"got {listen!r}")
+    public = raw.get("public_url")
+    if public is not None and not str(public).startswith(("https://", "http://")):
+        raise ConfigError(f"{at}: public_url must start with https:// (or http:// for a "
+                          f"test), got {public!r}")
+    return WebConfig(listen=None if listen is None else str(listen),
+                     public_url=None if public is None else str(public).rstrip("/"),
+                     max_body_bytes=setting(raw, d, "max_body_bytes", int, 1024, at))
 
 
 def _templates(raw: Any, where: str) -> TemplatesConfig:

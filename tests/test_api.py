@@ -1,0 +1,213 @@
+"""Issue 13, first part: `campaigns serve`, API keys with scopes and rates, the JSON API for
+campaigns and suppressions with problem+json errors, the OpenAPI document made from the
+handlers' declarations, the body cap and the access log. In-process (Starlette's TestClient
+on the real app, a real database and Redis) and as a real `campaigns serve` process with
+real workers."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from campaigns.errors import InputError, NotFound, StateError
+from campaigns.models import ApiKey
+from campaigns.web.app import create_app
+from campaigns.web.keys import authenticate, create_key, list_keys, revoke_key
+from tests.helpers import make_campaign
+
+PROBLEM = "application/problem+json"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def api(project: Any) -> Iterator[TestClient]:
+    with TestClient(create_app(project.ctx, webhooks=False)) as client:
+        yield client
+
+
+def test_a_key_is_shown_once_and_stored_only_as_its_hash(project: Any) -> None:
+    db = project.ctx.db
+    key, info = create_key(db, "erp", ["send", "read"], 5)
+    assert key.startswith("ck_") and len(key) >= 40 and info.scopes == ("send", "read")
+    with db.session() as s:
+        row = s.scalars(select(ApiKey)).one()
+        stored = " ".join(str(v) for v in (row.name, row.prefix, row.key_hash, row.scopes))
+    assert key not in stored and key[7:] not in stored
+    assert authenticate(db, key) is not None and authenticate(db, key + "x") is None
+    assert authenticate(db, "not-a-key") is None
+    with pytest.raises(StateError, match="exists"):
+        create_key(db, "erp", ["read"])
+    with pytest.raises(InputError, match="'admin': a scope is one of send, read, manage"):
+        create_key(db, "other", ["admin"])
+    assert [k.name for k in list_keys(db)] == ["erp"]
+    revoke_key(db, "erp")
+    assert authenticate(db, key) is None
+    with pytest.raises(NotFound):
+        revoke_key(db, "nobody")
+
+
+def test_keys_cli_never_lists_a_key(project: Any) -> None:
+    created = project.cli("keys", "create", "ops", "--scope", "read", "--scope", "manage").stdout
+    key = next(line for line in created.splitlines() if line.startswith("ck_"))
+    listed = project.cli("keys", "list").stdout
+    assert "ops" in listed and "read,manage" in listed and key not in listed
+    bad = project.cli("keys", "create", "x", "--scope", "everything", check=False)
+    assert bad.returncode == 1 and "a scope is one of send, read, manage" in bad.stderr
+    assert "revoked" in project.cli("keys", "revoke", "ops").stdout
+    assert "revoked" in project.cli("keys", "list").stdout
+
+
+def test_authentication_scopes_and_errors_are_problem_json(project: Any, api: TestClient) -> None:
+    db = project.ctx.db
+    reader, _ = create_key(db, "reader", ["read"])
+    revoked, _ = create_key(db, "old", ["read", "manage"])
+    revoke_key(db, "old")
+    make_campaign(project, "news", 3)
+
+    r = api.get("/api/v1/campaigns")
+    assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
+    assert r.headers["www-authenticate"] == "Bearer" and r.json()["title"] == "unauthorized"
+    assert api.get("/api/v1/campaigns", headers=bearer(reader + "x")).status_code == 401
+    assert api.get("/api/v1/campaigns", headers=bearer(revoked)).status_code == 401
+    r = api.post("/api/v1/campaigns/news/pause", headers=bearer(reader))
+    assert r.status_code == 403 and "lacks the scope 'manage'" in r.json()["detail"]
+
+    r = api.get("/api/v1/campaigns/nothing", headers=bearer(reader))
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+    r = api.get("/api/v1/campaigns", params={"limit": 0}, headers=bearer(reader))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.limit"
+    r = api.get("/api/v1/campaigns", params={"cursor": "abc"}, headers=bearer(reader))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cursor"
+    snap = api.get("/api/v1/campaigns/news", headers=bearer(reader)).json()
+    assert snap["status"] == "draft" and snap["counts"]["queued"] == 0
+
+
+def test_campaigns_are_paged_and_managed_through_the_same_functions(project: Any,
+                                                                     api: TestClient) -> None:
+    manager, _ = create_key(project.ctx.db, "ops", ["read", "manage"])
+    for name in ("a", "b", "c"):
+        make_campaign(project, name, 2)
+    first = api.get("/api/v1/campaigns", params={"limit": 2}, headers=bearer(manager)).json()
+    assert [c["name"] for c in first["items"]] == ["a", "b"] and first["next"]
+    rest = api.get("/api/v1/campaigns", params={"limit": 2, "cursor": first["next"]},
+                   headers=bearer(manager)).json()
+    assert [c["name"] for c in rest["items"]] == ["c"] and rest["next"] is None
+    r = api.post("/api/v1/campaigns/a/pause", headers=bearer(manager))
+    assert r.status_code == 409 and "is draft" in r.json()["detail"]
+    r = api.post("/api/v1/campaigns/a/cancel", headers=bearer(manager))
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert project.cli("status", "a", "--json", "--once").returncode == 0
+    assert json.loads(project.cli("status", "a", "--json").stdout)["status"] == "cancelled"
+    r = api.post("/api/v1/campaigns/b/launch", headers=bearer(manager))
+    assert r.status_code == 503      # this app was given no task queue: nothing half-done
+    assert api.get("/api/v1/campaigns/b", headers=bearer(manager)).json()["status"] == "draft"
+
+
+def test_suppressions_add_list_remove(project: Any, api: TestClient) -> None:
+    key, _ = create_key(project.ctx.db, "ops", ["read", "manage"])
+    r = api.post("/api/v1/suppressions", json={"address": " Anna@Example.IT ", "scope": "bulk",
+                                                 "reason": "asked by phone"},
+                 headers=bearer(key))
+    assert r.status_code == 201 and r.json() == {"address": "anna@example.it", "scope": "bulk",
+                                                  "added": True}
+    again = api.post("/api/v1/suppressions", json={"address": "anna@example.it",
+                                                     "scope": "bulk"}, headers=bearer(key))
+    assert again.json()["added"] is False
+    items = api.get("/api/v1/suppressions", headers=bearer(key)).json()["items"]
+    assert items[0]["address"] == "anna@example.it" and items[0]["source"] == "api:ops"
+    r = api.post("/api/v1/suppressions", json={"address": "x@example.it", "scope": "galaxy"},
+                 headers=bearer(key))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "scope"
+    r = api.post("/api/v1/suppressions", content=b"{not json", headers={
+        **bearer(key), "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["title"] == "malformed JSON"
+    r = api.post("/api/v1/suppressions", json={"address": 5}, headers=bearer(key))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "address"
+    assert api.delete("/api/v1/suppressions/anna@example.it", headers=bearer(key)).status_code == 204
+    assert api.delete("/api/v1/suppressions/anna@example.it", headers=bearer(key)).status_code == 404
+
+
+def test_a_key_past_its_rate_gets_429_with_retry_after(project: Any, api: TestClient) -> None:
+    key, _ = create_key(project.ctx.db, "slow", ["read"], rate_per_s=0.2)
+    assert api.get("/api/v1/campaigns", headers=bearer(key)).status_code == 200
+    r = api.get("/api/v1/campaigns", headers=bearer(key))
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_the_body_cap_refuses_before_reading(project: Any) -> None:
+    project.extra_toml = "[web]\nmax_body_bytes = 2048\n"
+    project.write_config()
+    key, _ = create_key(project.ctx.db, "ops", ["manage"])
+    with TestClient(create_app(project.ctx, webhooks=False)) as api:
+        r = api.post("/api/v1/suppressions", json={"address": "a@b.it", "reason": "x" * 5000},
+                     headers=bearer(key))
+        assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+        assert "at most 2048 bytes" in r.json()["detail"]
+
+
+def test_openapi_is_the_served_routes(api: TestClient) -> None:
+    doc = api.get("/api/v1/openapi.json").json()
+    assert doc["openapi"].startswith("3.1")
+    assert set(doc["paths"]) == {"/campaigns", "/campaigns/{name}", "/campaigns/{name}/launch",
+                                 "/campaigns/{name}/pause", "/campaigns/{name}/resume",
+                                 "/campaigns/{name}/cancel", "/suppressions",
+                                 "/suppressions/{address}"}
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    served = {(r.path, m) for r in api.app.app.routes[0].app.routes  # type: ignore[attr-defined]
+              for m in getattr(r, "methods", ()) if r.path.startswith("/campaigns")
+              or r.path.startswith("/suppressions")}
+    documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_real_serve_process_launches_a_campaign_and_logs_no_key(project: Any) -> None:
+    make_campaign(project, "live", 5)
+    created = project.cli("keys", "create", "ops", "--scope", "read", "--scope", "manage").stdout
+    key = next(line for line in created.splitlines() if line.startswith("ck_"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "serve", "--listen",
+                             f"127.0.0.1:{port}"], env=project.env, cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).json()["ok"] is True:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        project.workers(1)
+        r = httpx.post(f"{base}/api/v1/campaigns/live/launch", headers=bearer(key), timeout=30)
+        assert r.status_code == 200 and "5 recipients added" in r.json()["detail"], r.text
+        snap = project.wait_status("live", timeout_s=60)
+        assert snap["counts"]["sent"] == 5 and project.sink.wait_for(5, timeout_s=10)
+        again = httpx.post(f"{base}/api/v1/campaigns/live/launch", headers=bearer(key),
+                           timeout=30)    # a retried call sends nothing twice
+        assert again.status_code == 409 and "is finished" in again.json()["detail"]
+        assert len(project.sink.received) == 5
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    assert "POST /api/v1/campaigns/live/launch 200" in err and "ops" in err
+    assert key not in out + err and key[7:] not in out + err
