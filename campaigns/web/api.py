@@ -234,6 +234,7 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
         """Preflight, expand the list and queue one task per recipient; with `at`, schedule
         the launch. Launching a campaign already sending sends nothing new."""
         from campaigns import lifecycle
+        counts_status(name)     # 404 for an unknown campaign, before anything else
         if body is not None and body.at:
             from campaigns.scheduling import schedule_once
             when = schedule_once(db, name, body.at, body.timezone)
@@ -260,6 +261,7 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
     def campaign_resume(name: str, key: KeyInfo = need("manage")) -> dict[str, Any]:
         """Back to sending; the unsent rows are published again."""
         from campaigns import lifecycle
+        counts_status(name)     # 404 for an unknown campaign, before anything else
         n = lifecycle.resume(db, ctx.settings, name, _enqueue())
         return {"campaign": name, "status": counts_status(name), "detail": f"{n} re-queued"}
 
