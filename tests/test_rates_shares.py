@@ -33,7 +33,7 @@ def test_bulk_alone_uses_the_whole_relay_rate(project):
 def test_transactional_mail_holds_bulk_to_its_share_and_goes_first(project):
     import redis
 
-    from campaigns.cli.rates import rate_rows
+    from campaigns.delivery.planning import rate_rows
     from campaigns.delivery.pacing import Pacer
     project.cli("rates", "set", "relay:sink", "20/s")
     pacer = Pacer(project.ctx.settings, project.ctx.db, redis.Redis.from_url(project.redis_url))

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from campaigns.lifecycle import get_campaign
+from campaigns.ledger.reads import get_campaign
 from campaigns.models import (PENDING, CampaignStatus, Contact, Delivery, ListMember,
                               Suppression, utcnow)
 
@@ -143,3 +143,40 @@ def _idle_workers(client: Any, now: float) -> list[str]:
 def record_task(client: Any, now: float | None = None) -> None:
     """A worker took a task (for `explain`); kept a day."""
     client.set(LAST_TASK_KEY, f"{time.time() if now is None else now:.3f}", ex=86400)
+
+
+def shares(pacer: Any, target: str, effective: float | None) -> dict[str, Any] | None:
+    """What each class of mail may use of a relay's rate now: all of it for bulk while no
+    transactional mail is about, else bulk keeps to its share (see pacing.TX_ACTIVE_MS)."""
+    if not target.startswith("relay:") or target.endswith(":bulk") or effective is None:
+        return None
+    waiting = pacer.transactional_waiting(target.removeprefix("relay:"))
+    bulk = pacer.config(f"{target}:bulk") if waiting else None
+    return {"transactional_waiting": waiting, "transactional_per_s": effective,
+            "bulk_per_s": min(effective, bulk.rate_per_s) if bulk else effective}
+
+
+def rate_rows(pacer: Any) -> list[dict[str, Any]]:
+    """Every limit as `rates show --json` (and the API's GET /rates) give it."""
+    from campaigns.rates.parse import format_rate
+    limits = pacer.limits_by_target
+    parked = pacer.parking.counts()
+    targets = (set(limits) | {f"relay:{n}" for n in pacer.settings.relays} | set(parked)
+               | pacer.throttled_targets)
+    rows = []
+    for target in sorted(targets):
+        config = limits.get(target)
+        configured = config.rate_per_s if config else None
+        effective, why = pacer.effective(target, configured)
+        cap = pacer.daily_cap(target, config)
+        rows.append({
+            "target": target,
+            "rate": format_rate(configured) if configured else None,
+            "rate_per_s": configured, "burst": config.burst if config else None,
+            "effective_per_s": effective, "why_lower": why,
+            "daily_cap": cap,
+            "daily_cap_reason": "warm-up" if pacer.warmup_of(target) else None,
+            "observed_per_s": round(pacer.limiter.observed_rate(target), 2),
+            "parked": parked.get(target, 0),
+            "shares": shares(pacer, target, effective)})
+    return rows
