@@ -160,16 +160,47 @@ def test_the_body_cap_refuses_before_reading(project: Any) -> None:
 def test_openapi_is_the_served_routes(api: TestClient) -> None:
     doc = api.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {"/campaigns", "/campaigns/{name}", "/campaigns/{name}/launch",
-                                 "/campaigns/{name}/pause", "/campaigns/{name}/resume",
-                                 "/campaigns/{name}/cancel", "/suppressions",
-                                 "/suppressions/{address}"}
+    assert {"/campaigns", "/campaigns/{name}", "/campaigns/{name}/launch",
+            "/campaigns/{name}/pause", "/campaigns/{name}/resume", "/campaigns/{name}/cancel",
+            "/campaigns/{name}/bounces", "/suppressions", "/suppressions/{address}", "/rates",
+            "/rates/{target}", "/rates/{target}/reset", "/relays", "/relays/{name}/check",
+            "/templates", "/schedules"} == set(doc["paths"])
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-    served = {(r.path, m) for r in api.app.app.routes[0].app.routes  # type: ignore[attr-defined]
-              for m in getattr(r, "methods", ()) if r.path.startswith("/campaigns")
-              or r.path.startswith("/suppressions")}
+    fastapi_app = api.app.app.routes[0].app  # type: ignore[attr-defined]  # Guard → Mount
+    served = {(r.path, m) for r in fastapi_app.routes for m in getattr(r, "methods", ())
+              if r.path != "/openapi.json"}
     documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops}
     assert served == documented
+
+
+def test_rates_relays_templates_and_bounce_report_mirror_the_cli(project: Any,
+                                                                  api: TestClient) -> None:
+    key, _ = create_key(project.ctx.db, "ops", ["read", "manage"])
+    make_campaign(project, "news", 2)
+    r = api.put("/api/v1/rates/relay:sink", json={"rate": "3000/min", "daily_cap": 500},
+                headers=bearer(key))
+    assert r.status_code == 200 and r.json()["rate_per_s"] == 50.0
+    shown = {row["target"]: row for row in json.loads(project.cli("rates", "show", "--json").stdout)}
+    assert shown["relay:sink"]["rate_per_s"] == 50.0 and shown["relay:sink"]["daily_cap"] == 500
+    rows = {row["target"]: row for row in api.get("/api/v1/rates", headers=bearer(key)).json()}
+    assert rows["relay:sink"]["rate_per_s"] == 50.0
+    r = api.put("/api/v1/rates/galaxy:far", json={"rate": "5/s"}, headers=bearer(key))
+    assert r.status_code == 422 and "a target is relay:NAME" in r.json()["detail"]
+    r = api.put("/api/v1/rates/relay:sink", json={"rate": "fast"}, headers=bearer(key))
+    assert r.status_code == 422
+    assert api.delete("/api/v1/rates/relay:sink", headers=bearer(key)).json()["changed"] is True
+    assert api.post("/api/v1/rates/relay:sink/reset", headers=bearer(key)).json()["changed"] is False
+
+    relays = api.get("/api/v1/relays", headers=bearer(key)).json()
+    assert relays[0]["name"] == "sink" and relays[0]["default"] is True
+    check = api.post("/api/v1/relays/sink/check", headers=bearer(key))
+    assert check.status_code == 200 and check.json()["ok"] is True, check.text
+    assert api.post("/api/v1/relays/nope/check", headers=bearer(key)).status_code == 404
+    assert [t["name"] for t in api.get("/api/v1/templates", headers=bearer(key)).json()] == \
+        ["news-tpl"]
+    assert api.get("/api/v1/schedules", headers=bearer(key)).json() == []
+    report = api.get("/api/v1/campaigns/news/bounces", headers=bearer(key))
+    assert report.status_code == 200 and report.json()["campaign"] == "news"
 
 
 def free_port() -> int:
@@ -228,7 +259,7 @@ def test_generated_requests_from_the_served_openapi_never_get_a_server_error(
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     errors: list[tuple[str, str, int, str]] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 18
     for operation in operations:
         @settings(max_examples=20, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))

@@ -13,7 +13,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campaigns.web.api import Problem, create_api, problem_response
+from campaigns.web.api import create_api
+from campaigns.web.common import Problem, problem_response
 
 if TYPE_CHECKING:
     from campaigns.context import Context
