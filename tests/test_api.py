@@ -164,7 +164,8 @@ def test_openapi_is_the_served_routes(api: TestClient) -> None:
             "/campaigns/{name}/pause", "/campaigns/{name}/resume", "/campaigns/{name}/cancel",
             "/campaigns/{name}/bounces", "/suppressions", "/suppressions/{address}", "/rates",
             "/rates/{target}", "/rates/{target}/reset", "/relays", "/relays/{name}/check",
-            "/templates", "/schedules"} == set(doc["paths"])
+            "/templates", "/schedules", "/lists", "/lists/{name}/contacts",
+            "/lists/{name}/contacts.csv"} == set(doc["paths"])
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     fastapi_app = api.app.app.routes[0].app  # type: ignore[attr-defined]  # Guard → Mount
     served = {(r.path, m) for r in fastapi_app.routes for m in getattr(r, "methods", ())
@@ -259,7 +260,7 @@ def test_generated_requests_from_the_served_openapi_never_get_a_server_error(
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     errors: list[tuple[str, str, int, str]] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 18
+    assert len(operations) == 21
     for operation in operations:
         @settings(max_examples=20, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
@@ -271,3 +272,36 @@ def test_generated_requests_from_the_served_openapi_never_get_a_server_error(
                                response.text[:300]))
         call()
     assert errors == []
+
+
+def test_contacts_in_json_and_csv_go_through_the_importer(project: Any, api: TestClient) -> None:
+    key, _ = create_key(project.ctx.db, "ops", ["read", "manage"])
+    r = api.post("/api/v1/lists/clienti/contacts", headers=bearer(key), json={"contacts": [
+        {"email": "Anna@Example.it", "attributes": {"first_name": "Anna", "code": 7}},
+        {"email": "not an address", "attributes": {"first_name": "X"}},
+        {"email": "bruno@example.it", "attributes": {"first_name": "Bruno"}}]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["imported"] == 2 and [e["index"] for e in out["rejected"]] == [1]
+    assert out["rejected"][0]["field"] == "email"
+    # attributes not given are kept: code stays 7
+    r = api.post("/api/v1/lists/clienti/contacts", headers=bearer(key), json={"contacts": [
+        {"email": "anna@example.it", "attributes": {"first_name": "Anna Maria"}}]})
+    assert r.json()["updated"] == 1
+    from campaigns.models import Contact
+    with project.ctx.db.session() as s:
+        anna = s.scalars(select(Contact).where(Contact.email == "anna@example.it")).one()
+        assert anna.attributes == {"first_name": "Anna Maria", "code": "7"}
+        assert anna.source_dir is None
+    csv_body = "email,first_name\ncarla@example.it,Carla\nbad@,Nope\n"
+    r = api.post("/api/v1/lists/clienti/contacts.csv", content=csv_body.encode(),
+                 headers={**bearer(key), "content-type": "text/csv"})
+    assert r.status_code == 200 and r.json()["imported"] == 1
+    assert [(e["line"], e["field"]) for e in r.json()["rejected"]] == [(3, "email")]
+    r = api.post("/api/v1/lists/clienti/contacts.csv", content=b"name,city\nx,y\n",
+                 headers={**bearer(key), "content-type": "text/csv"})
+    assert r.status_code == 422 and "upload.csv" in r.json()["detail"]
+    assert "/tmp" not in r.text and "campaigns-api-" not in r.text
+    lists = api.get("/api/v1/lists", headers=bearer(key)).json()
+    assert lists == [{"name": "clienti", "members": 3}]
+    assert project.cli("contacts", "lists").stdout.split() == ["clienti", "3"]

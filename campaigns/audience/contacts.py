@@ -114,7 +114,7 @@ def get_list(session: Session, name: str) -> ContactList:
 
 
 def import_contacts(db: Database, path: Path, list_name: str, *,
-                    check_dns: bool = False) -> ImportReport:
+                    check_dns: bool = False, from_file_dir: bool = True) -> ImportReport:
     """Import a CSV file of contacts into the list `list_name` (created when missing).
 
     The file: UTF-8 (a BOM is fine), a header line, delimiter `,`, `;` or tab (the one that
@@ -128,7 +128,9 @@ def import_contacts(db: Database, path: Path, list_name: str, *,
     to it). An address repeated within the file is merged: later non-empty values win.
 
     Bad rows are reported in `ImportReport.errors` and the others imported. A file that can
-    not be used at all raises InputError and changes nothing."""
+    not be used at all raises InputError and changes nothing. `from_file_dir` False (an
+    upload through the API, written to a temporary file): contacts keep the folder they had
+    (new ones get none), since the file's own folder means nothing."""
     file = str(path)
     name = list_name.strip()
     if not name:
@@ -138,7 +140,8 @@ def import_contacts(db: Database, path: Path, list_name: str, *,
             header, rows = _open_csv(_decoded_lines(handle, file), file)
             with db.session() as session:
                 importer = _Importer(session, db.dialect, name, file, header,
-                                     source_dir=str(path.resolve().parent), check_dns=check_dns)
+                                     source_dir=(str(path.resolve().parent) if from_file_dir
+                                                 else None), check_dns=check_dns)
                 for line, cells, problem in rows:
                     importer.feed(line, cells, problem)
                 return importer.finish()
@@ -272,7 +275,7 @@ class _Importer:
     """Collects parsed rows into chunks and writes each chunk with a few bulk statements."""
 
     def __init__(self, session: Session, dialect: str, list_name: str, file: str,
-                 header: _Header, *, source_dir: str, check_dns: bool) -> None:
+                 header: _Header, *, source_dir: str | None, check_dns: bool) -> None:
         self.session, self.file, self.header = session, file, header
         self.source_dir, self.check_dns = source_dir, check_dns
         self.insert = insert_for(dialect)
@@ -384,10 +387,11 @@ class _Importer:
         now, changes, watched = utcnow(), [], {}
         for address, (cid, attrs, source_dir, member) in existing.items():
             merged = {**attrs, **self.chunk[address]}
-            changed = merged != attrs or source_dir != self.source_dir
+            folder = source_dir if self.source_dir is None else self.source_dir  # None: kept
+            changed = merged != attrs or source_dir != folder
             if changed:
                 changes.append({"id": cid, "attributes": merged,
-                                "source_dir": self.source_dir, "updated_at": now})
+                                "source_dir": folder, "updated_at": now})
                 if names := self.watch.changed(attrs, self.chunk[address]):
                     watched[cid] = names
             self._record(address, "updated" if changed or not member else "unchanged")

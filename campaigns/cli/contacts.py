@@ -31,12 +31,6 @@ def contacts_import(file: Path, list_name: str = typer.Option(..., "--list", hel
 @handled
 def contacts_lists() -> None:
     """Lists with their member counts."""
-    from sqlalchemy import func, select
-
-    from campaigns.models import ContactList, ListMember
-    with ctx().db.session() as s:
-        rows = s.execute(select(ContactList.name, func.count(ListMember.contact_id))
-                         .outerjoin(ListMember, ListMember.list_id == ContactList.id)
-                         .group_by(ContactList.name).order_by(ContactList.name)).all()
-    for name, n in rows:
-        out.print(f"{name}\t{n}")
+    from campaigns.audience.lists import list_lists
+    for row in list_lists(ctx().db):
+        out.print(f"{row['name']}\t{row['members']}")

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.errors import CampaignsError, InputError, NotFound, StateError
-from campaigns.web import routes_campaigns, routes_settings
+from campaigns.web import routes_audience, routes_campaigns, routes_settings
 from campaigns.web.common import ERRORS, Deps, Enqueue, Problem, problem_response
 from campaigns.web.keys import KeyInfo, authenticate
 
@@ -99,6 +99,7 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
 
     deps = Deps(ctx=ctx, db=db, need=need, enqueue=enqueue)
     routes_campaigns.register(api, deps)
+    routes_audience.register(api, deps)
     routes_settings.register(api, deps)
     return api
 
