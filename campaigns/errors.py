@@ -44,12 +44,23 @@ class TemplateRenderError(CampaignsError):
 
 
 class RelayError(CampaignsError):
-    """Base for everything a relay raises. Carries the server's reply when there was one."""
+    """Base for everything a relay raises: what the relay knows of the failure.
+
+    `code`/`enhanced`/`text`: a server's own reply, set only when a server said it (an SMTP
+    reply, or a provider that passes an SMTP code or enhanced status in its answer); never
+    invented. `category` (a campaigns.bounces BounceCategory value: "throttle", "relay",
+    "toolarge", "hard", "policy", "soft", ...) and `reason` (its fine reason, "ratelimited")
+    are set by a relay that knows what the failure means (an HTTP status, a provider's error
+    field); campaigns.delivery.sending classifies the failure once: by `category` when
+    given, else by the SMTP reply (campaigns.bounces.classify_reply), else as a network
+    error. `http_status`: an HTTP API's answer status, when there was one."""
 
     def __init__(self, message: str, *, code: int | None = None, enhanced: str | None = None,
-                 text: str | None = None) -> None:
+                 text: str | None = None, category: str | None = None,
+                 reason: str | None = None, http_status: int | None = None) -> None:
         super().__init__(message)
         self.code, self.enhanced, self.text = code, enhanced, text
+        self.category, self.reason, self.http_status = category, reason, http_status
 
 
 class RelayTemporaryError(RelayError):
@@ -57,13 +68,14 @@ class RelayTemporaryError(RelayError):
 
     `retry_after_s` is the server's hint when it gave one. `relay_down`: the relay itself
     could not be reached or is failing (no connection, no reply, a provider's 5xx): never the
-    recipient's fault, so it trips the relay's circuit breaker and spends no attempt."""
+    recipient's fault, so it trips the relay's circuit breaker and spends no attempt. Said
+    by the relay that raises it, never inferred."""
 
     def __init__(self, message: str, *, retry_after_s: float | None = None,
                  relay_down: bool = False, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after_s = retry_after_s
-        self.relay_down = relay_down or self.code is None
+        self.relay_down = relay_down
 
 
 class RelayPermanentError(RelayError):

@@ -22,9 +22,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
-from campaigns.bounces import classify_reply
 from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError)
+from campaigns.delivery.sending import _verdict
 from campaigns.content.mime import Attachment, MessageBuilder, make_message_id
 from campaigns.relays import BUILTIN_KINDS, OutgoingMessage, Relay, available_kinds, build_relay
 from campaigns.relays.presets import SMTP_PRESETS
@@ -60,6 +60,9 @@ NOT_APPLICABLE = {
 CASES = [pytest.param(k, o, id=f"{k}-{o}") for k in KINDS for o in OUTCOMES
          if (k, o) not in NOT_APPLICABLE]
 GIVES_PROVIDER_ID = {"ses", "sendgrid", "mailgun", "postmark"}
+#: kinds that speak HTTP, not SMTP: their refusals carry `http_status` and a `category`,
+#: never an SMTP code the provider did not send
+API_KINDS = {"ses", "sendgrid", "mailgun", "postmark"}
 
 
 def message(recipient: str) -> OutgoingMessage:
@@ -236,7 +239,8 @@ def _texts(err: BaseException) -> str:
 
 
 def _category(err: RelayError) -> str:
-    return classify_reply(err.code or 0, err.text or str(err), err.enhanced, from_relay=True).category.value
+    """The category the send path acts on (campaigns.delivery.sending._verdict)."""
+    return _verdict(err).category.value
 
 
 # --- the contract -----------------------------------------------------------------------------
@@ -262,15 +266,27 @@ def test_contract(kind: str, outcome: str, arrange: Callable[[str, str], Setup])
     assert not setup.arrived(), "a refused message must not arrive"
     if setup.secret:
         assert setup.secret not in _texts(err)
+    if kind in API_KINDS and outcome != "accepted":    # no invented SMTP reply
+        assert err.code is None and err.enhanced is None and err.category and err.http_status
     if outcome == "temporary":
-        assert type(err) is RelayTemporaryError and err.code and 400 <= err.code < 500
+        assert type(err) is RelayTemporaryError
+        if kind in API_KINDS:     # a provider's 5xx: the relay is down, not the recipient
+            assert err.http_status == 500 and err.relay_down
+        else:
+            assert err.code and 400 <= err.code < 500
         assert _category(err) not in ("hard", "throttle")
     elif outcome == "permanent":
-        assert type(err) is RelayPermanentError and err.code and err.code >= 500
+        assert type(err) is RelayPermanentError
+        if kind in API_KINDS:
+            assert err.http_status and 400 <= err.http_status < 500
+        else:
+            assert err.code and err.code >= 500
         assert _category(err) == "hard"
     elif outcome == "config":
         assert type(err) is RelayConfigError
         assert err.code is None or _category(err) == "relay"
+        if kind in API_KINDS:
+            assert err.category == "relay"
     else:
         assert type(err) is RelayTemporaryError and err.retry_after_s and err.retry_after_s > 0
         assert _category(err) == "throttle"
@@ -321,8 +337,9 @@ def test_ses_daily_quota_is_our_account_refusing_us(arrange: Callable[[str, str]
 def test_postmark_inactive_recipient_is_a_hard_refusal(arrange: Callable[[str, str], Setup]) -> None:
     with pytest.raises(RelayPermanentError) as caught:
         arrange("postmark", "permanent").relay.send(message("inactive@example.com"))
-    assert caught.value.enhanced == "5.1.1" and "inactive" in (caught.value.text or "")
-    assert _category(caught.value) == "hard"
+    err = caught.value     # Postmark's ErrorCode 406, HTTP 422: no SMTP status was said
+    assert err.enhanced is None and err.http_status == 422 and "inactive" in (err.text or "")
+    assert (err.category, err.reason) == ("hard", "suppressed") and _category(err) == "hard"
 
 
 def test_ses_unverified_sender_pauses_rather_than_bounces(moto: Moto) -> None:

@@ -48,8 +48,22 @@ class _Route:
     pool: bool
 
 
+#: the classifier's rule for a throttle it read in the reply's words ("rate limited", "too
+#: many connections"), and the rule of a throttle a relay states (a provider's 429); a
+#: throttle the classifier infers from a bare code (421, 4.7.x) is no rate signal
+RATE_WORDS = "throttle"
+
+
 def _verdict(err: RelayError) -> Classification:
-    """What the relay's reply means (a failure with no reply at all: a network error)."""
+    """What a relay's failure means, decided once, here: the category the relay gave when it
+    knows the meaning (an HTTP API's status or error field), else the classifier's reading of
+    the server's SMTP reply, else (no reply at all) a network error."""
+    if err.category is not None:
+        category = BounceCategory(err.category)
+        # a relay's stated throttle is about the rate (a provider's 429): RATE_WORDS, so the
+        # throttle slows whoever said it (campaigns.delivery.pacing.throttle_target)
+        rule = RATE_WORDS if category is BounceCategory.THROTTLE else f"relay:{category.value}"
+        return Classification.of(err.reason or category.value, category, rule=rule)
     if err.code is None:
         return Classification.of("networkerror")
     return classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
@@ -70,11 +84,6 @@ def spread_s(policy: SendingPolicy, age_s: float, hint_s: float | None = None) -
     row's age (half of it, with jitter), so the retries of a throttled recipient are spread
     over [sending] max_defer_s, a few dozen at most, instead of coming back forever."""
     return max(backoff_s(policy, 1, hint_s), 0.5 * age_s * random.uniform(1.0, 1.5))
-
-
-#: the classifier's rule for a throttle it read in the reply's words ("rate limited", "too
-#: many connections"); a throttle it infers from a bare code (421, 4.7.x) is no rate signal
-RATE_WORDS = "throttle"
 
 
 class Sender:
@@ -278,7 +287,8 @@ class Sender:
         [sending] max_defer_s is `expired` instead."""
         if verdict.category == BounceCategory.RELAY:
             return self._relay_refused(rt, delivery_id, RelayConfigError(
-                str(err), code=err.code, enhanced=err.enhanced, text=err.text))
+                str(err), code=err.code, enhanced=err.enhanced, text=err.text,
+                category=err.category, reason=err.reason, http_status=err.http_status))
         temporary = err if isinstance(err, RelayTemporaryError) else None
         hint = temporary.retry_after_s if temporary else None
         if temporary is not None and verdict.category == BounceCategory.THROTTLE:

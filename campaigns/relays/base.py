@@ -42,7 +42,11 @@ class Relay(Protocol):
         Returns the acceptance reply. Raises RelayTemporaryError (4xx, connection lost before
         the body was sent; reconnect was tried), RelayPermanentError (5xx for this recipient or
         message), RelayConfigError (our relay refuses us: auth, relaying denied, TLS),
-        RelayInDoubt (connection lost after the body was sent, before the reply)."""
+        RelayInDoubt (connection lost after the body was sent, before the reply). An error
+        carries the server's own reply (`code`, `enhanced`, `text`) when one was said, and the
+        `category`/`reason` when the relay knows what the failure means (an HTTP API's
+        status or error field), never an invented SMTP code; a RelayTemporaryError says
+        `relay_down` when the relay itself could not be reached or failed."""
 
     def close(self) -> None:
         """Close the connection politely (QUIT); never raises."""

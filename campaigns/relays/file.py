@@ -70,7 +70,9 @@ class FileRelay:
         try:
             self.open()
         except RelayError as err:
-            raise type(err)(f"check failed at step 'create folder': {err}") from err
+            restated = type(err)(f"check failed at step 'create folder': {err}")
+            restated.__dict__.update(err.__dict__)     # relay_down and the like, as said
+            raise restated from err
         probe = self.folder / f".check.{os.getpid()}.tmp"
         try:
             probe.write_bytes(b"")
@@ -84,5 +86,5 @@ class FileRelay:
     def _error(err: OSError, what: str) -> RelayError:
         detail = f"{what}: {err.strerror or err}"
         if err.errno in _TEMPORARY_ERRNOS:
-            return RelayTemporaryError(detail)
+            return RelayTemporaryError(detail, relay_down=True)   # a full disk: not the recipient
         return RelayConfigError(detail)

@@ -6,9 +6,12 @@ message into a request, how to read an acceptance and how to read its own refusa
 module posts, translates httpx's exceptions (in `_exchange`) and maps what the providers
 share: 401/403, 429 with its retry hint, 404, 413 and 5xx.
 
-The errors carry SMTP-like `code`/`enhanced`/`text` so campaigns.bounces.classify_reply can
-classify them like an SMTP relay's replies: a throttle is 421 4.7.0 "rate limited: ...", a
-provider fault is 451 4.3.0, a refused recipient 550 5.1.x, a refused message 554 5.6.0.
+The errors say what the provider told us as a typed outcome (campaigns.errors.RelayError):
+`category` and `reason` (a throttle is "throttle"/"ratelimited", our key or account refused
+is "relay", a refused recipient "hard", a refused message "policy", too large "toolarge"),
+`http_status`, and the provider's words in `text`. No SMTP code is invented: `code` and
+`enhanced` stay None unless the provider's answer carries them; a provider's 5xx is
+`relay_down`, any other answer is not.
 No secret reaches a message: the API key only travels in the client's headers, and texts
 that echo the request are scrubbed (`_scrub`).
 """
@@ -190,40 +193,54 @@ class HttpApiRelay:
         status = answer.status
         who = f"{self.provider} ({status})"
         if status == 401:
-            return self.key_rejected(f"{who} rejected the API key, {subject}", detail)
+            return self.key_rejected(f"{who} rejected the API key, {subject}", detail, status)
         if status == 403:
-            return RelayConfigError(f"{who} refuses us, {subject}: {detail}",
-                                    code=550, enhanced="5.7.1", text=detail)
+            return self.refuses_us(f"{who} refuses us, {subject}: {detail}", detail, status)
         if status == 404:
-            return RelayConfigError(f"{who}: {answer.url} not found (check base_url and "
-                                    f"domain), {subject}: {detail}", text=detail)
+            return self.refuses_us(f"{who}: {answer.url} not found (check base_url and "
+                                   f"domain), {subject}: {detail}", detail, status)
         if status == 429:
             return self.throttled(answer, subject, detail)
         if status == 413:
             return RelayPermanentError(f"{who}: message too large, {subject}: {detail}",
-                                       code=552, enhanced="5.3.4", text=detail)
-        if status >= 500 or status < 400:
-            return RelayTemporaryError(f"{who} failed, {subject}: {detail}",
-                                       code=451, enhanced="4.3.0", text=detail,
-                                       relay_down=status >= 500)
-        return RelayPermanentError(f"{who} refused {subject}: {detail}",
-                                   code=554, enhanced="5.6.0", text=detail)
+                                       text=f"message too large: {detail}", category="toolarge",
+                                       reason="mesgtoobig", http_status=status)
+        if status >= 500:
+            return RelayTemporaryError(f"{who} failed, {subject}: {detail}", text=detail,
+                                       category="soft", reason="systemerror",
+                                       http_status=status, relay_down=True)
+        if status < 400:
+            return RelayTemporaryError(f"{who} failed, {subject}: {detail}", text=detail,
+                                       category="unknown", reason="onhold", http_status=status)
+        return RelayPermanentError(f"{who} refused {subject}: {detail}", text=detail,
+                                   category="policy", reason="contenterror", http_status=status)
 
     def throttled(self, answer: ApiAnswer, subject: str, detail: str) -> RelayTemporaryError:
+        """429: the provider limits OUR account's rate (the relay is throttled, not the
+        receiver: campaigns.delivery.pacing.throttle_target)."""
         wait = retry_after_s(answer.headers)
         return RelayTemporaryError(
-            f"{self.provider} rate limited {subject} (429): {detail}",
-            code=421, enhanced="4.7.0", text=f"rate limited: {detail}",
-            retry_after_s=self.throttle_wait_s if wait is None else wait)
+            f"{self.provider} rate limited {subject} ({answer.status}): {detail}",
+            text=f"rate limited: {detail}", category="throttle", reason="ratelimited",
+            http_status=answer.status, retry_after_s=self.throttle_wait_s if wait is None else wait)
 
-    def key_rejected(self, message: str, detail: str) -> RelayConfigError:
-        """Our key is refused: as SMTP's 535 5.7.8, which classifies as our relay refusing us."""
-        return RelayConfigError(f"{message}: {detail}", code=535, enhanced="5.7.8",
-                                text=f"authentication failed: {detail}")
+    def key_rejected(self, message: str, detail: str, status: int | None = None) -> RelayConfigError:
+        """Our key is refused: our relay refusing us (the campaign pauses)."""
+        return RelayConfigError(f"{message}: {detail}", text=f"authentication failed: {detail}",
+                                category="relay", reason="securityerror", http_status=status)
 
-    def recipient_refused(self, subject: str, detail: str, enhanced: str = "5.1.1") -> RelayError:
+    def refuses_us(self, message: str, detail: str, status: int | None = None) -> RelayConfigError:
+        """Our account, sender or domain is refused (not this recipient): the campaign pauses."""
+        return RelayConfigError(message, text=detail, category="relay", reason="norelaying",
+                                http_status=status)
+
+    def recipient_refused(self, subject: str, detail: str, status: int | None = None,
+                          reason: str = "userunknown") -> RelayError:
+        """This recipient is refused for good (a malformed address, or one the provider
+        will not mail again: `reason` "suppressed")."""
         return RelayPermanentError(f"{self.provider} refused the recipient, {subject}: {detail}",
-                                   code=550, enhanced=enhanced, text=detail)
+                                   text=detail, category="hard", reason=reason,
+                                   http_status=status)
 
     # --- the exchange -----------------------------------------------------------------------
 
@@ -261,7 +278,7 @@ class HttpApiRelay:
             return RelayInDoubt(f"{where}: no answer after {subject} was sent ({detail}); "
                                 "the provider may have accepted it")
         what = f"{subject} not sent" if sending else f"{subject} failed"
-        return RelayTemporaryError(f"{where}: {what}: {detail}")
+        return RelayTemporaryError(f"{where}: {what}: {detail}", relay_down=True)
 
     def _secrets(self) -> list[str]:
         key = self._config.api_key

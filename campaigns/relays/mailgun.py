@@ -78,8 +78,8 @@ class MailgunRelay(HttpApiRelay):
     def _refused(self, answer: ApiAnswer, subject: str) -> RelayError:
         detail = self._detail(answer)
         if answer.status == 400 and _ACCOUNT.search(detail):
-            return RelayConfigError(f"Mailgun refuses our domain or sender, {subject}: {detail}",
-                                    code=550, enhanced="5.7.1", text=detail)
+            return self.refuses_us(f"Mailgun refuses our domain or sender, {subject}: "
+                                   f"{detail}", detail, answer.status)
         if answer.status == 400 and _BAD_RECIPIENT.search(detail):
-            return self.recipient_refused(subject, detail, "5.1.3")
+            return self.recipient_refused(subject, detail, answer.status)
         return self.status_error(answer, subject, detail)

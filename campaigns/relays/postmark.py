@@ -78,15 +78,18 @@ class PostmarkRelay(HttpApiRelay):
         code, text = body.get("ErrorCode"), str(body.get("Message") or "")
         detail = self._detail(answer)
         if code == BAD_TOKEN:
-            return self.key_rejected(f"Postmark rejected the server token, {subject}", detail)
+            return self.key_rejected(f"Postmark rejected the server token, {subject}", detail,
+                                     answer.status)
         if code in ACCOUNT_CODES or (code == INVALID_EMAIL_REQUEST and "'From'" in text):
-            return RelayConfigError(f"Postmark refuses our server token or sender, {subject}: "
-                                    f"{detail}", code=550, enhanced="5.7.1", text=detail)
+            return self.refuses_us(f"Postmark refuses our server token or sender, {subject}: "
+                                   f"{detail}", detail, answer.status)
         if code == INACTIVE_RECIPIENT:
-            return self.recipient_refused(subject, detail, "5.1.1")
+            # "You tried to send to recipient(s) that have been marked as inactive": a hard
+            # bounce, a spam complaint or a manual suppression at Postmark
+            return self.recipient_refused(subject, detail, answer.status, "suppressed")
         if code == INVALID_EMAIL_REQUEST and any(f"'{h}'" in text for h in ("To", "Cc", "Bcc")):
             # "Invalid 'To' address: 'someone@'."
-            return self.recipient_refused(subject, detail, "5.1.3")
+            return self.recipient_refused(subject, detail, answer.status)
         return self.status_error(answer, subject, detail)
 
 

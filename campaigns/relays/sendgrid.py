@@ -59,11 +59,11 @@ class SendGridRelay(HttpApiRelay):
         detail = self._detail(answer)
         fields = [str(e.get("field") or "") for e in _errors(answer)]
         if answer.status == 400 and any(_SENDER_FIELD.match(f) for f in fields):
-            return RelayConfigError(f"SendGrid refuses our sender, {subject}: {detail}",
-                                    code=550, enhanced="5.7.1", text=detail)
+            return self.refuses_us(f"SendGrid refuses our sender, {subject}: {detail}",
+                                   detail, answer.status)
         if answer.status == 400 and fields and all(_RECIPIENT_FIELD.match(f) for f in fields):
             # "Does not contain a valid address." (personalizations.0.to.0.email)
-            return self.recipient_refused(subject, detail, "5.1.3")
+            return self.recipient_refused(subject, detail, answer.status)
         return self.status_error(answer, subject, detail)
 
 

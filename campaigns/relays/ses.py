@@ -44,6 +44,8 @@ _NOT_VERIFIED = re.compile(r"not verified|did not have authority|not authorized 
 # "Local address contains control or whitespace"
 _BAD_ADDRESS = re.compile(r"illegal address|missing (final '@domain'|domain)|local address|"
                           r"domain contains|invalid (email )?address", re.I)
+# MessageRejected "Email address is not verified" aside, SES refuses a message for its content
+_VIRUS = re.compile(r"\bvirus", re.I)
 _XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.S)
 _XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.S)
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
@@ -136,29 +138,38 @@ class SesRelay:
         code, text, status = _error_parts(err)
         text = self._scrub(text)
         detail = f"{code}: {text}"
+        where = f"SES {self.region}"
+        kw: dict[str, Any] = {"text": detail, "http_status": status or None}
         if code in THROTTLE_CODES or status == 429:
-            daily = bool(_DAILY_QUOTA.search(text))
+            if _DAILY_QUOTA.search(text):
+                # the account's own daily quota: our relay refusing us until tomorrow
+                return RelayTemporaryError(
+                    f"{where} throttled {subject}: {detail}", text=f"Throttling: {detail}",
+                    category="relay", reason="norelaying", http_status=status or None,
+                    retry_after_s=600.0)
             return RelayTemporaryError(
-                f"SES {self.region} throttled {subject}: {detail}", code=421, enhanced="4.7.0",
-                text=f"Throttling, rate limited: {detail}", retry_after_s=600.0 if daily else 1.0)
+                f"{where} throttled {subject}: {detail}", text=f"Throttling, rate limited: {detail}",
+                category="throttle", reason="ratelimited", http_status=status or None,
+                retry_after_s=1.0)
         if code in AUTH_CODES or status == 401:
-            return RelayConfigError(f"SES {self.region} rejected the credentials, {subject}: "
-                                    f"{detail}", code=535, enhanced="5.7.8",
-                                    text=f"authentication failed: {detail}")
+            return RelayConfigError(f"{where} rejected the credentials, {subject}: {detail}",
+                                    text=f"authentication failed: {detail}", category="relay",
+                                    reason="securityerror", http_status=status or None)
         if code in ACCOUNT_CODES or status == 403 or (
                 code == "MessageRejected" and _NOT_VERIFIED.search(text)):
-            return RelayConfigError(f"SES {self.region} refuses us, {subject}: {detail}",
-                                    code=550, enhanced="5.7.1", text=detail)
+            return RelayConfigError(f"{where} refuses us, {subject}: {detail}",
+                                    category="relay", reason="norelaying", **kw)
         if status >= 500 or code in ("InternalFailure", "ServiceUnavailable",
                                      "InternalServiceErrorException"):
-            return RelayTemporaryError(f"SES {self.region} failed, {subject}: {detail}",
-                                       code=451, enhanced="4.3.0", text=detail, relay_down=True)
+            return RelayTemporaryError(f"{where} failed, {subject}: {detail}", category="soft",
+                                       reason="systemerror", relay_down=True, **kw)
         if _BAD_ADDRESS.search(text):
-            return RelayPermanentError(f"SES {self.region} refused the recipient, {subject}: "
-                                       f"{detail}", code=550, enhanced="5.1.3", text=detail)
+            return RelayPermanentError(f"{where} refused the recipient, {subject}: {detail}",
+                                       category="hard", reason="userunknown", **kw)
         # MessageRejected "the message contains a virus", BadRequestException, ...
-        return RelayPermanentError(f"SES {self.region} refused {subject}: {detail}",
-                                   code=554, enhanced="5.6.0", text=detail)
+        reason = "virusdetected" if _VIRUS.search(text) else "contenterror"
+        return RelayPermanentError(f"{where} refused {subject}: {detail}", category="policy",
+                                   reason=reason, **kw)
 
     def _transport_error(self, err: botocore.exceptions.BotoCoreError, subject: str,
                          sending: bool) -> RelayError:
@@ -175,7 +186,7 @@ class SesRelay:
                                         botocore.exceptions.ConnectionClosedError)):
             return RelayInDoubt(f"{where}: no answer after {subject} was sent ({detail}); "
                                 "SES may have accepted it")
-        return RelayTemporaryError(f"{where}: {subject} not sent: {detail}")
+        return RelayTemporaryError(f"{where}: {subject} not sent: {detail}", relay_down=True)
 
     def _scrub(self, text: str) -> str:
         for secret in (self._config.secret_access_key, self._config.access_key_id):

@@ -51,7 +51,8 @@ class _ConnectionLost(Exception):
 
     def temporary(self, message: str) -> RelayTemporaryError:
         return RelayTemporaryError(message, code=self.code, enhanced=self.enhanced, text=self.text,
-                                   retry_after_s=retry_after_s(self.text) if self.text else None)
+                                   retry_after_s=retry_after_s(self.text) if self.text else None,
+                                   relay_down=self.code is None)   # no reply: the relay is down
 
 
 @dataclass
@@ -63,9 +64,11 @@ class _Steps:
 
 def _restated(err: RelayError, message: str) -> RelayError:
     """A copy of err with another message, keeping the reply."""
-    kw: dict[str, Any] = {"code": err.code, "enhanced": err.enhanced, "text": err.text}
+    kw: dict[str, Any] = {"code": err.code, "enhanced": err.enhanced, "text": err.text,
+                          "category": err.category, "reason": err.reason,
+                          "http_status": err.http_status}
     if isinstance(err, RelayTemporaryError):
-        kw["retry_after_s"] = err.retry_after_s
+        kw["retry_after_s"], kw["relay_down"] = err.retry_after_s, err.relay_down
     return type(err)(message, **kw)
 
 
@@ -243,7 +246,7 @@ class SmtpRelay:
         if isinstance(err, socket.gaierror):
             return RelayConfigError(f"cannot resolve host {cfg.host}: {err.strerror}")
         if isinstance(err, ConnectionRefusedError):
-            return RelayTemporaryError(f"connection refused by {where}")
+            return RelayTemporaryError(f"connection refused by {where}", relay_down=True)
         if isinstance(err, ssl.SSLCertVerificationError):
             return RelayConfigError(f"TLS certificate verification failed for {where}: "
                                     f"{err.verify_message} (set ca_file, or tls_verify = false)")
@@ -267,7 +270,8 @@ class SmtpRelay:
         if isinstance(err, (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError)):
             return _ConnectionLost(f"connection to {where} lost at {step}: {err}")
         if isinstance(err, OSError) and not isinstance(err, smtplib.SMTPException):
-            return RelayTemporaryError(f"cannot connect to {where}: {err.strerror or err}")
+            return RelayTemporaryError(f"cannot connect to {where}: {err.strerror or err}",
+                                       relay_down=True)
         if isinstance(err, UnicodeError):   # its text would show a character of the password
             return RelayConfigError(f"{step}: non-ASCII characters cannot be sent here")
         return RelayConfigError(f"{step} failed on {where}: {err}")  # e.g. AUTH not offered
