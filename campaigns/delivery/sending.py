@@ -87,8 +87,7 @@ def spread_s(policy: SendingPolicy, age_s: float, hint_s: float | None = None) -
 
 
 class Sender:
-    def __init__(self, settings: Settings, db: Database, pacer: Pacer | None = None,
-                 breaker: Breaker | None = None) -> None:
+    def __init__(self, settings: Settings, db: Database, pacer: Pacer, breaker: Breaker) -> None:
         self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
@@ -136,10 +135,8 @@ class Sender:
         names = candidates(self.settings, rt.relay)
         decision = None
         for i, relay in enumerate(names):
-            if self.breaker is not None and not self.breaker.allow(relay):
+            if not self.breaker.allow(relay):
                 continue
-            if self.pacer is None:
-                return _Route(relay, names[i + 1:], pool)
             decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops)
             if decision.allowed:
                 return _Route(relay, names[i + 1:], pool)
@@ -149,7 +146,6 @@ class Sender:
         if decision is None:   # every relay (of the pool) has its breaker open
             return Outcome("throttled", priority=rt.priority, hops=hops + 1, retry_in_s=(
                 self.settings.breaker.cooldown_s * random.uniform(0.5, 1.0)))
-        assert self.pacer is not None
         if decision.wait_s >= self.settings.rates.long_wait_s:
             self._campaign_waits(rt, decision.wait_s, f"waiting: {decision.binding} reached")
             return Outcome("waiting")
@@ -230,8 +226,7 @@ class Sender:
                 return self._failed(rt, delivery_id, attempts, message, err, relay, verdict)
             except RelayInDoubt as err:
                 return self._record(delivery_id, "in_doubt", err, relay=relay)
-            if self.breaker is not None:
-                self.breaker.success(relay)
+            self.breaker.success(relay)
             return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
                                 text=result.text, message_id=message.message_id, relay=relay,
                                 provider_id=result.provider_id)
@@ -243,8 +238,7 @@ class Sender:
 
     def _trip(self, relay: str) -> None:
         """`relay` could not be reached or refused us: a failure on its circuit breaker."""
-        if self.breaker is not None:
-            self.breaker.failure(relay)
+        self.breaker.failure(relay)
 
     def _failover(self, rt: CampaignRuntime, route: _Route, failed: str,
                   message: OutgoingMessage) -> str | None:
@@ -256,10 +250,9 @@ class Sender:
         log.warning("%s: relay %s failed; trying the pool's next relay", self.sending[1], failed)
         while route.spare:
             nxt = route.spare.pop(0)
-            if self.breaker is not None and not self.breaker.allow(nxt):
+            if not self.breaker.allow(nxt):
                 continue
-            if self.pacer is not None and not self.pacer.acquire(
-                    nxt, rt.name, rt.priority, message.recipient).allowed:
+            if not self.pacer.acquire(nxt, rt.name, rt.priority, message.recipient).allowed:
                 continue
             return nxt
         return None
@@ -292,7 +285,7 @@ class Sender:
         temporary = err if isinstance(err, RelayTemporaryError) else None
         hint = temporary.retry_after_s if temporary else None
         if temporary is not None and verdict.category == BounceCategory.THROTTLE:
-            if self.pacer is not None and verdict.rule == RATE_WORDS:
+            if verdict.rule == RATE_WORDS:
                 hint = self.pacer.throttled(relay, message.recipient, temporary, verdict)
             # neither a bounce nor an attempt; spread over the maximum deferral age
             return self._defer(rt, delivery_id, err, None, hint=hint, refund=True,
