@@ -30,6 +30,12 @@ app.conf.update(
     broker_url=broker_url(settings),
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": settings.sending.visibility_timeout_s,
+                              # kombu takes a dead worker's unacked tasks back on a sweep every
+                              # interval x throttle s (100 s by default, whatever the visibility
+                              # timeout): every 1 s x N, N = half the timeout, 1 to 10
+                              "unacked_restore_interval": 1,
+                              "unacked_restore_throttle": max(1, min(10, int(
+                                  settings.sending.visibility_timeout_s // 2))),
                               # BRPOP the queues in the order given: transactional first
                               "queue_order_strategy": "priority"},
     task_default_queue=settings.queue,
