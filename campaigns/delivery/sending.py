@@ -72,6 +72,7 @@ def _verdict(err: RelayError) -> Classification:
 #: categories of a 5xx reply that are still retried within the attempt budget
 RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
 
+
 def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
     """Exponential backoff with jitter; a server's "retry after" hint wins when longer."""
     delay = min(policy.retry_max_s, policy.retry_base_s * float(2 ** max(0, attempts - 1)))
