@@ -77,6 +77,72 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def _enqueue_factory(env: dict[str, str]) -> Any:
+    """The Celery enqueue of workers/cli.py, for the project whose environment this is."""
+    def factory() -> Any:
+        from campaigns.context import broker_url
+        from workers import dispatch   # first import: workers.app reads the (patched) environment
+        settings = load_settings(env)
+        if dispatch.app.conf.broker_url != broker_url(settings):
+            raise AssertionError("in-process CLI: the Celery app of this test process uses "
+                                 f"{dispatch.app.conf.broker_url}; use project.cli(..., process=True)")
+
+        def enqueue(ids: Any, countdown: float | None = None, priority: str = "bulk") -> None:
+            saved, dispatch.settings = dispatch.settings, settings   # this project's queue names
+            try:
+                dispatch.enqueue(ids, countdown, priority)
+            finally:
+                dispatch.settings = saved
+        return enqueue
+    return factory
+
+
+def run_cli_in_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`campaigns ARGS` run by typer's CliRunner in this process, with `env` as os.environ
+    (the clock, settings and paths read it) and `cwd`; the contexts the command opened are
+    closed after it, and this process's render limits restored."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    import campaigns.context as context_module
+    from campaigns import cli
+    from campaigns.cli import common
+    from campaigns.content import render_limits
+
+    opened: list[Context] = []
+    real_open = context_module.open_context
+
+    def open_context(*a: Any, **kw: Any) -> Context:
+        c = real_open(*a, **kw)
+        opened.append(c)
+        return c
+
+    full_env: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    full_env.update(env)
+    saved_factory, saved_limits, saved_cwd = common._enqueue_factory, render_limits.current_limits(), os.getcwd()
+    context_module.open_context = open_context   # type: ignore[assignment]
+    cli.set_enqueue(_enqueue_factory(env))
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli.app, args, env=full_env, prog_name="campaigns")
+    finally:
+        os.chdir(saved_cwd)
+        context_module.open_context = real_open   # type: ignore[assignment]
+        common._enqueue_factory = saved_factory
+        render_limits.configure_limits(saved_limits)
+        for c in opened:
+            redis_client = c._parts.get("redis")
+            if redis_client is not None:
+                redis_client.close()
+            c.close_sender()
+            c.db.dispose()
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["campaigns", *args], result.exit_code, result.stdout, stderr)
+
+
 @dataclass
 class Project:
     """One isolated installation: its data dir, config, database and a sink as its relay."""
@@ -129,9 +195,19 @@ class Project:
             self._ctx = open_context(load_settings(self.env))
         return self._ctx
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "workers.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout, cwd=self.root)
+    def cli(self, *args: str, check: bool = True, timeout: float = 120,
+            process: bool | None = None) -> subprocess.CompletedProcess[str]:
+        """`campaigns ARGS`. A call that must succeed (`check`) runs in this process (typer's
+        runner, the project's environment, Celery's enqueue as workers/cli.py plugs it in):
+        a second saved on each. A call whose exit code and stderr the test reads
+        (`check=False`), or `process=True`, runs the real command in a subprocess."""
+        if process is None:
+            process = not check
+        if process:
+            proc = subprocess.run([sys.executable, "-m", "workers.cli", *args], env=self.env,
+                                  capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        else:
+            proc = run_cli_in_process(list(args), self.env, self.root)
         if check and proc.returncode != 0:
             raise AssertionError(f"campaigns {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}\n{proc.stderr}")
