@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -236,8 +237,11 @@ class Project:
             time.sleep(0.2)
 
     def close(self) -> None:
-        for group in self.groups:
-            group.stop(timeout_s=5)
+        for group in self.groups:   # the test is over: no warm shutdown to wait for
+            group.kill(signal.SIGKILL)
+            for proc in group.procs:
+                proc.wait()
+            group.procs.clear()
         if self._ctx is not None:
             self._ctx.db.dispose()
 

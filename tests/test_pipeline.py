@@ -51,7 +51,14 @@ def test_relaunch_and_redelivered_tasks_send_nothing_twice(project):
     import sys
     subprocess.run([sys.executable, "-c", "import sys; from workers.dispatch import enqueue; "
                     "enqueue([int(a) for a in sys.argv[1:]])", *ids], env=project.env, check=True)
-    time.sleep(3)
+    # until the workers took and acknowledged every task published again (bounded)
+    import redis
+    broker, queue = redis.Redis.from_url(project.redis_url), project.ctx.settings.queue
+    deadline, empty_twice = time.monotonic() + 30, 0
+    while time.monotonic() < deadline and empty_twice < 2:   # twice: none between pop and ack
+        empty_twice = 0 if broker.llen(queue) or broker.hlen("unacked") else empty_twice + 1
+        time.sleep(0.2)
+    assert empty_twice == 2, "the tasks published again were not all taken"
     assert sorted(project.sink.counts()) == sorted(addresses)
     assert set(project.sink.counts().values()) == {1}
     assert project.status("again")["counts"]["sent"] == 200
