@@ -4,8 +4,16 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
+
+import httpx
 
 from campaigns import lifecycle
 from campaigns.audience.contacts import import_contacts
@@ -70,3 +78,48 @@ def ledger(project, name: str) -> dict[str, tuple[str, int]]:  # type: ignore[no
         rows = s.execute(select(Delivery.address, Delivery.status, Delivery.attempts)
                          .where(Delivery.campaign_id == cid)).all()
     return {a: (st, n) for a, st, n in rows}
+
+
+@dataclass
+class Served:
+    """A running `campaigns serve`: its base URL and port; its output once it stopped."""
+    base: str
+    port: int
+    out: str = ""
+    err: str = ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(env: dict[str, str], cwd: Path, command: str = "serve") -> Iterator[Served]:
+    """`campaigns serve` (or its alias) as a real process on a free loopback port, up once
+    /healthz answers (30 s at most); stopped with SIGTERM when the block ends, its stdout and
+    stderr then in the yielded `Served`."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", command, "--listen",
+                             f"127.0.0.1:{port}"], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    served = Served(f"http://127.0.0.1:{port}", port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{served.base}/healthz", timeout=1).json()["ok"] is True:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out, err = proc.communicate(timeout=10)
+                raise AssertionError(f"campaigns {command} did not start:\n{out}\n{err}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        served.out, served.err = proc.communicate(timeout=15)

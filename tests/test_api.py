@@ -6,11 +6,6 @@ real workers."""
 from __future__ import annotations
 
 import json
-import logging
-import socket
-import subprocess
-import sys
-import time
 from typing import Any, Iterator
 
 import httpx
@@ -22,7 +17,7 @@ from campaigns.errors import InputError, NotFound, StateError
 from campaigns.models import ApiKey
 from campaigns.web.app import create_app
 from campaigns.web.keys import authenticate, create_key, list_keys, revoke_key
-from tests.helpers import make_campaign
+from tests.helpers import make_campaign, serving
 
 PROBLEM = "application/problem+json"
 
@@ -204,31 +199,12 @@ def test_rates_relays_templates_and_bounce_report_mirror_the_cli(project: Any,
     assert report.status_code == 200 and report.json()["campaign"] == "news"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_real_serve_process_launches_a_campaign_and_logs_no_key(project: Any) -> None:
     make_campaign(project, "live", 5)
     created = project.cli("keys", "create", "ops", "--scope", "read", "--scope", "manage").stdout
     key = next(line for line in created.splitlines() if line.startswith("ck_"))
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "serve", "--listen",
-                             f"127.0.0.1:{port}"], env=project.env, cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json()["ok"] is True:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+    with serving(project.env, project.root) as served:
+        base = served.base
         project.workers(1)
         r = httpx.post(f"{base}/api/v1/campaigns/live/launch", headers=bearer(key), timeout=30)
         assert r.status_code == 200 and "5 recipients added" in r.json()["detail"], r.text
@@ -238,9 +214,7 @@ def test_a_real_serve_process_launches_a_campaign_and_logs_no_key(project: Any) 
                            timeout=30)    # a retried call sends nothing twice
         assert again.status_code == 409 and "is finished" in again.json()["detail"]
         assert len(project.sink.received) == 5
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=15)
+    out, err = served.out, served.err
     assert "POST /api/v1/campaigns/live/launch 200" in err and "ops" in err
     assert key not in out + err and key[7:] not in out + err
 

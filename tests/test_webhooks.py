@@ -13,8 +13,6 @@ import json
 import os
 import secrets
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,6 +36,7 @@ from campaigns.models import (BounceEvent, Campaign, ContactList, Delivery, Supp
 from campaigns.settings import load_settings
 from campaigns.intake.webhooks import WebhookRequest, load_webhook_config, providers
 from campaigns.intake.webhooks import mailgun, postmark, sendgrid, ses
+from tests.helpers import serving
 from campaigns.intake.webhooks.common import WebhookRejected
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
@@ -797,32 +796,10 @@ def test_unconfigured_providers_refuse_everything(site: Site) -> None:
 
 
 # ------------------------------------------------------------------------ a real server
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_campaigns_api_serves_webhooks_over_http(site: Site) -> None:
     """`campaigns api` as a process: uvicorn on loopback, the ledger in SQLite."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "api", "--listen",
-                             f"127.0.0.1:{port}"], env=site.env, cwd=site.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json()["ok"] is True:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out, err = proc.communicate(timeout=10)
-                pytest.fail(f"campaigns api did not start:\n{out}\n{err}")
-            time.sleep(0.1)
+    with serving(site.env, site.root, "api") as served:
+        base = served.base
         genuine = httpx.post(f"{base}/webhooks/mailgun", content=mailgun_post(mg_failed()),
                              timeout=10)
         assert genuine.status_code == 200, genuine.text
@@ -835,9 +812,7 @@ def test_campaigns_api_serves_webhooks_over_http(site: Site) -> None:
         wrong = httpx.post(f"{base}/webhooks/postmark", json=pm_bounce(), timeout=10,
                            auth=(POSTMARK_USER, "guessed"))
         assert wrong.status_code == 401
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=15)
+    out, err = served.out, served.err
     assert [(s.address, s.source) for s in site.rows(Suppression)] == [("alice@example.com",
                                                                         "bounce")]
     assert len(site.rows(BounceEvent)) == 1
@@ -862,31 +837,15 @@ def test_deeply_nested_json_with_valid_credentials_is_a_400(site: Site) -> None:
 
 
 def test_a_client_that_disconnects_mid_body_is_one_log_line(site: Site) -> None:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "api", "--listen",
-                             f"127.0.0.1:{port}"], env=site.env, cwd=site.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json()["ok"] is True:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
-            time.sleep(0.1)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with serving(site.env, site.root, "api") as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
             sock.sendall(b"POST /webhooks/postmark HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
                          + b'{"RecordType": "Bounce", ' + b" " * 1000)
             time.sleep(0.3)
         time.sleep(0.5)
-        assert httpx.get(f"{base}/healthz", timeout=5).json()["ok"] is True
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=15)
+        assert httpx.get(f"{served.base}/healthz", timeout=5).json()["ok"] is True
+    err = served.err
     assert "webhook postmark from 127.0.0.1: client disconnected before the end of the body" \
         in err
     assert "Traceback" not in err and "Exception in ASGI application" not in err
