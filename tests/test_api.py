@@ -159,7 +159,8 @@ def test_openapi_is_the_served_routes(api: TestClient) -> None:
             "/campaigns/{name}/pause", "/campaigns/{name}/resume", "/campaigns/{name}/cancel",
             "/campaigns/{name}/bounces", "/suppressions", "/suppressions/{address}", "/rates",
             "/rates/{target}", "/rates/{target}/reset", "/relays", "/relays/{name}/check",
-            "/templates", "/schedules", "/lists", "/lists/{name}/contacts",
+            "/templates", "/templates/{name}", "/templates/{name}/preview",
+            "/schedules", "/lists", "/lists/{name}/contacts",
             "/lists/{name}/contacts.csv"} == set(doc["paths"])
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     fastapi_app = api.app.app.routes[0].app  # type: ignore[attr-defined]  # Guard → Mount
@@ -234,7 +235,7 @@ def test_generated_requests_from_the_served_openapi_never_get_a_server_error(
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
     errors: list[tuple[str, str, int, str]] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 21
+    assert len(operations) == 24
     for operation in operations:
         @settings(max_examples=20, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
@@ -279,3 +280,33 @@ def test_contacts_in_json_and_csv_go_through_the_importer(project: Any, api: Tes
     lists = api.get("/api/v1/lists", headers=bearer(key)).json()
     assert lists == [{"name": "clienti", "members": 3}]
     assert project.cli("contacts", "lists").stdout.split() == ["clienti", "3"]
+
+
+def test_templates_are_stored_compiled_previewed_and_never_replaced_under_a_campaign(
+        project: Any, api: TestClient) -> None:
+    key, _ = create_key(project.ctx.db, "ops", ["read", "manage"])
+    body = {"subject": "Fattura {{ contact.numero }}",
+            "html": "<p>Gentile {{ contact.nome }},</p><p>in allegato la fattura.</p>"}
+    r = api.put("/api/v1/templates/fattura", json=body, headers=bearer(key))
+    assert r.status_code == 201 and r.json()["text_generated"] is True
+    assert "Gentile {{ contact.nome }}" in r.json()["text"]
+    r = api.put("/api/v1/templates/fattura", json={**body, "text": "Gentile {{ contact.nome }}"},
+                headers=bearer(key))
+    assert r.status_code == 200 and r.json()["text_generated"] is False
+    got = api.get("/api/v1/templates/fattura", headers=bearer(key)).json()
+    assert got["text"] == "Gentile {{ contact.nome }}"
+    r = api.put("/api/v1/templates/rotto", headers=bearer(key),
+                json={"subject": "x", "html": "<p>{% if %}</p>"})
+    assert r.status_code == 422 and "html" in r.json()["detail"]
+    assert api.get("/api/v1/templates/rotto", headers=bearer(key)).status_code == 404
+    preview = api.post("/api/v1/templates/fattura/preview", headers=bearer(key),
+                       json={"attributes": {"nome": "Anna", "numero": "2026/118"}}).json()
+    assert preview["subject"] == "Fattura 2026/118" and "Gentile Anna" in preview["html"]
+    r = api.post("/api/v1/templates/fattura/preview", headers=bearer(key),
+                 json={"attributes": {"nome": "Anna"}})
+    assert r.status_code == 422 and "numero" in r.json()["detail"]
+
+    make_campaign(project, "news", 2)
+    assert project.cli("launch", "news").returncode == 0   # sending: its template is in use
+    r = api.put("/api/v1/templates/news-tpl", json=body, headers=bearer(key))
+    assert r.status_code == 409 and "used by running campaign" in r.json()["detail"]

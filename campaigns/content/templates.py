@@ -7,13 +7,13 @@ from sqlalchemy import select
 
 from campaigns.db import Database
 from campaigns.errors import InputError, StateError
+from campaigns.content.rendering import compile_template, html_to_text
 from campaigns.models import Campaign, CampaignStatus, Template, utcnow
 
 #: campaigns whose messages are still being made from their template (a waiting campaign,
 #: outside its window or past a daily cap, resumes with it)
 _RUNNING = tuple(s.value for s in (CampaignStatus.SENDING, CampaignStatus.PAUSED,
                                    CampaignStatus.WAITING))
-from campaigns.content.rendering import compile_template, html_to_text
 
 
 def _read(path: Path, option: str) -> str:
@@ -30,10 +30,21 @@ def _read(path: Path, option: str) -> str:
 
 def add_template(db: Database, name: str, subject: str, html_file: Path,
                  text_file: Path | None = None, *, replace: bool = False) -> Template:
-    """Store a template after compiling all its parts (syntax errors name part and line).
-    Without a text file the text part is derived from the HTML source once, here."""
+    """Store a template from files after compiling all its parts (syntax errors name part and
+    line). Without a text file the text part is derived from the HTML source once, here."""
     html = _read(html_file, "--html")
     text = _read(text_file, "--text") if text_file else None
+    return store_template(db, name, subject, html, text, replace=replace)
+
+
+def store_template(db: Database, name: str, subject: str, html: str, text: str | None = None,
+                   *, replace: bool = False) -> Template:
+    """Store a template given as text (`add_template` reads files; the API sends text):
+    compiled first, so nothing is stored with a syntax error; `replace` refused while a
+    sending, paused or waiting campaign renders from it."""
+    if not name.strip() or len(name) > 200 or any(c in name for c in "\r\n/"):
+        raise InputError("a template name is 1 to 200 characters, one line, no '/'",
+                         field="name")
     generated = text is None
     if text is None:
         text = html_to_text(html)

@@ -19,8 +19,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from campaigns.errors import CampaignsError, InputError, NotFound, StateError
-from campaigns.web import routes_audience, routes_campaigns, routes_settings
+from campaigns.errors import (CampaignsError, InputError, NotFound, StateError,
+                              TemplateRenderError)
+from campaigns.web import routes_audience, routes_campaigns, routes_content, routes_settings
 from campaigns.web.common import ERRORS, Deps, Enqueue, Problem, problem_response
 from campaigns.web.keys import KeyInfo, authenticate
 
@@ -79,7 +80,7 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
         if isinstance(exc, StateError):
             return problem_response(Problem(409, "conflict", str(exc)))
         field = getattr(exc, "field", None)
-        if isinstance(exc, InputError):
+        if isinstance(exc, (InputError, TemplateRenderError)):
             return problem_response(Problem(422, "invalid input", str(exc), errors=[
                 {"field": field or "-", "reason": str(exc)}]))
         return problem_response(Problem(400, "cannot do that", str(exc)))
@@ -100,6 +101,7 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
     deps = Deps(ctx=ctx, db=db, need=need, enqueue=enqueue)
     routes_campaigns.register(api, deps)
     routes_audience.register(api, deps)
+    routes_content.register(api, deps)
     routes_settings.register(api, deps)
     return api
 

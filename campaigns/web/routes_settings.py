@@ -1,5 +1,5 @@
 """The API's other resources, the twins of `rates show/set/unset/reset`, `relays list/check`,
-`templates list`, `schedules list` and `bounces report` (campaigns.web.api builds the app)."""
+`schedules list` and `bounces report` (campaigns.web.api builds the app)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -94,12 +94,6 @@ def register(api: FastAPI, d: Deps) -> None:
         except RelayError as err:
             raise Problem(409, "relay check failed", str(err)) from None
         return {"relay": config.name, "ok": True, "steps": steps}
-
-    @api.get("/templates", tags=["templates"], response_model=list[dict[str, Any]])
-    def templates_list(key: KeyInfo = d.need("read")) -> list[dict[str, Any]]:
-        """Every template: name, subject, whether its text part was derived from the HTML."""
-        from campaigns.content.templates import list_templates
-        return list_templates(d.db)
 
     @api.get("/schedules", tags=["schedules"], response_model=list[dict[str, Any]])
     def schedules_list(key: KeyInfo = d.need("read")) -> list[dict[str, Any]]:
