@@ -12,8 +12,6 @@ from email.message import Message
 from email.parser import HeaderParser
 from functools import cached_property
 
-from campaigns.headers import DELIVERY_HEADER
-
 _ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers",
                    "message/rfc822-headers", "message/global-headers", "text/rfc822")
 _REPORT_TYPES = ("message/delivery-status", "message/global-delivery-status",

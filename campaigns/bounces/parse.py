@@ -6,9 +6,10 @@ import re
 from campaigns.bounces.classify import Evidence, classify
 from campaigns.bounces.detectors import DETECTORS, SELF_CONTAINED, dsn, generic
 from campaigns.bounces.detectors.base import Finding
-from campaigns.bounces.message import DELIVERY_HEADER, ReturnedMessage
+from campaigns.bounces.message import ReturnedMessage
 from campaigns.bounces.model import BounceCategory, BounceReport
 from campaigns.bounces.status import find_command
+from campaigns.headers import DELIVERY_HEADER
 
 _LETTERS_RE = re.compile(r"[A-Za-z]{3,}")
 _MULTILINE_RE = re.compile(r"^\s*([245]\d\d)-")

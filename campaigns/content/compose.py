@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.content import attachments
-from campaigns.content.attachments import AttachmentError
 from campaigns.errors import CampaignsError
 from campaigns.headers import DELIVERY_HEADER
 from campaigns.content.mime import Attachment, MessageBuilder, make_message_id, parse_address

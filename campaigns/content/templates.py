@@ -34,14 +34,14 @@ def add_template(db: Database, name: str, subject: str, html_file: Path,
     line). Without a text file the text part is derived from the HTML source once, here."""
     html = _read(html_file, "--html")
     text = _read(text_file, "--text") if text_file else None
-    return store_template(db, name, subject, html, text, replace=replace)
+    return store_template(db, name, subject, html, text, replace=replace)[0]
 
 
 def store_template(db: Database, name: str, subject: str, html: str, text: str | None = None,
-                   *, replace: bool = False) -> Template:
+                   *, replace: bool = False) -> tuple[Template, bool]:
     """Store a template given as text (`add_template` reads files; the API sends text):
     compiled first, so nothing is stored with a syntax error; `replace` refused while a
-    sending, paused or waiting campaign renders from it."""
+    sending, paused or waiting campaign renders from it. Returns it and whether it is new."""
     if not name.strip() or len(name) > 200 or any(c in name for c in "\r\n/"):
         raise InputError("a template name is 1 to 200 characters, one line, no '/'",
                          field="name")
@@ -55,7 +55,7 @@ def store_template(db: Database, name: str, subject: str, html: str, text: str |
             template = Template(name=name, subject=subject, html=html, text=text,
                                 text_generated=generated)
             s.add(template)
-            return template
+            return template, True
         if not replace:
             raise StateError(f"a template named '{name}' exists; use --replace to change it")
         busy = s.scalars(select(Campaign.name).where(
@@ -66,7 +66,7 @@ def store_template(db: Database, name: str, subject: str, html: str, text: str |
                              f"{', '.join(busy)}; it cannot change under them")
         existing.subject, existing.html, existing.text = subject, html, text
         existing.text_generated, existing.updated_at = generated, utcnow()
-        return existing
+        return existing, False
 
 
 def list_templates(db: Database) -> list[dict[str, object]]:

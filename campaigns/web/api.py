@@ -39,9 +39,13 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
                   description="Queued bulk e-mail: campaigns, suppressions and the ledger.")
     bearer = HTTPBearer(auto_error=False, description="a key from `campaigns keys create`")
 
+    limiters: list[Any] = []    # one RedisLimiter (its Lua script registered once), made on first use
+
     def limiter_for(key: KeyInfo) -> None:
         from campaigns.rates.limiter import Limit, RedisLimiter
-        decision = RedisLimiter(ctx.redis, prefix="campaigns:api:").acquire(
+        if not limiters:
+            limiters.append(RedisLimiter(ctx.redis, prefix="campaigns:api:"))
+        decision = limiters[0].acquire(
             [Limit(key=f"key:{key.name}", rate_per_s=key.rate_per_s,
                    burst=max(1, math.ceil(key.rate_per_s)))])
         if not decision.allowed:

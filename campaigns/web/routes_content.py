@@ -70,10 +70,10 @@ def register(api: FastAPI, d: Deps) -> None:
         """Create or replace template NAME (201 when created). A syntax error is a 422
         naming the part and line; a template that a sending, paused or waiting campaign
         renders from is not replaced (409)."""
-        from campaigns.content.templates import list_templates, store_template
-        existed = any(t["name"] == name for t in list_templates(d.db))
-        template = store_template(d.db, name, body.subject, body.html, body.text, replace=True)
-        response.status_code = 200 if existed else 201
+        from campaigns.content.templates import store_template
+        template, created = store_template(d.db, name, body.subject, body.html, body.text,
+                                           replace=True)
+        response.status_code = 201 if created else 200
         return _out(template)
 
     @api.post("/templates/{name}/preview", tags=["templates"], response_model=Rendered)
