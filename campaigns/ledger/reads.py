@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.db import Database
-from campaigns.errors import NotFound
+from campaigns.db import Database, as_utc
+from campaigns.errors import InputError, NotFound
 from campaigns.models import (DELIVERY_STATUSES, Campaign, CampaignStatus, ContactList, Delivery,
                               Template)
 
@@ -69,3 +69,36 @@ def active_campaigns(db: Database) -> list[Campaign]:
     with db.session() as s:
         return list(s.scalars(select(Campaign).where(Campaign.status.in_(
             (CampaignStatus.SENDING.value, CampaignStatus.WAITING.value)))).all())
+
+
+#: the columns of a delivery the API's `GET /campaigns/{name}/deliveries` shows
+DELIVERY_FIELDS = ("id", "address", "status", "attempts", "reply_code", "enhanced_status",
+                   "reply_text", "bounce_category", "bounce_reason", "relay",
+                   "provider_message_id", "sent_at", "updated_at")
+
+
+def deliveries_page(db: Database, name: str, status: str | None = None, after_id: int = 0,
+                    limit: int = 100) -> list[dict[str, Any]]:
+    """The deliveries of campaign NAME in id order (`id` is the cursor of a page: after_id,
+    limit), only those in `status` when given (InputError naming `status` when it is not one
+    of DELIVERY_STATUSES; NotFound for an unknown campaign). Times are ISO 8601 UTC."""
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise InputError(f"{status!r}: expected one of {', '.join(DELIVERY_STATUSES)}",
+                         field="status")
+    columns = [getattr(Delivery, c) for c in DELIVERY_FIELDS]
+    with db.session() as s:
+        campaign_id = get_campaign(s, name).id
+        query = (select(*columns).where(Delivery.campaign_id == campaign_id,
+                                        Delivery.id > after_id)
+                 .order_by(Delivery.id).limit(limit))
+        if status is not None:
+            query = query.where(Delivery.status == status)
+        rows = s.execute(query).all()
+    out = []
+    for row in rows:
+        item = dict(zip(DELIVERY_FIELDS, row))
+        for when in ("sent_at", "updated_at"):
+            value = as_utc(item[when])
+            item[when] = value.isoformat() if value is not None else None
+        out.append(item)
+    return out

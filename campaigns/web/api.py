@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaigns.errors import (CampaignsError, InputError, NotFound, StateError,
                               TemplateRenderError)
-from campaigns.web import routes_audience, routes_campaigns, routes_content, routes_settings
+from campaigns.web import (routes_audience, routes_campaigns, routes_content, routes_deliveries,
+                          routes_schedules, routes_settings)
 from campaigns.web.common import ERRORS, Deps, Enqueue, Problem, problem_response
 from campaigns.web.keys import KeyInfo, authenticate
 
@@ -103,9 +104,11 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
         return problem_response(Problem(exc.status_code, str(exc.detail)))
 
     deps = Deps(ctx=ctx, db=db, need=need, enqueue=enqueue)
+    routes_deliveries.register(api, deps)   # first: /suppressions/export before any /{address}
     routes_campaigns.register(api, deps)
     routes_audience.register(api, deps)
     routes_content.register(api, deps)
     routes_settings.register(api, deps)
+    routes_schedules.register(api, deps)
     return api
 

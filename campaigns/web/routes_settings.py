@@ -1,5 +1,5 @@
-"""The API's other resources, the twins of `rates show/set/unset/reset`, `relays list/check`,
-`schedules list` and `bounces report` (campaigns.web.api builds the app)."""
+"""The API's other resources, the twins of `rates show/set/unset/reset`, `relays list/check`
+and `bounces report` (campaigns.web.api builds the app; schedules: routes_schedules)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -94,12 +94,6 @@ def register(api: FastAPI, d: Deps) -> None:
         except RelayError as err:
             raise Problem(409, "relay check failed", str(err)) from None
         return {"relay": config.name, "ok": True, "steps": steps}
-
-    @api.get("/schedules", tags=["schedules"], response_model=list[dict[str, Any]])
-    def schedules_list(key: KeyInfo = d.need("read")) -> list[dict[str, Any]]:
-        """Schedules with their next run (in their own zone) and how many runs so far."""
-        from campaigns.scheduling import list_schedules
-        return list_schedules(d.db)  # type: ignore[no-any-return]
 
     @api.get("/campaigns/{name}/bounces", tags=["campaigns"], response_model=dict[str, Any])
     def bounce_report(name: str, key: KeyInfo = d.need("read")) -> dict[str, Any]:
