@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the tables whose state only campaigns/ledger writes
-LEDGER_TABLES = {"Campaign", "Delivery", "BounceEvent", "Suppression"}
+LEDGER_TABLES = {"Campaign", "Delivery", "BounceEvent", "Suppression", "Event"}
 WRITES = {"update", "insert", "delete"}
 MAX_LINES = 430
 

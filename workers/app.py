@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 MAINTENANCE_EVERY_S = 2.0
 #: how often parked messages are released (one worker at a time, under a Redis lock)
 RELEASE_EVERY_S = 0.2
+#: how often due event callbacks are published (one worker at a time, under a Redis lock)
+CALLBACKS_EVERY_S = 1.0
 #: a worker looks at its config file's modification time at most this often (per task)
 RELOAD_CHECK_S = 1.0
 #: what a reload cannot change in a running worker: these need a restart
@@ -150,6 +152,15 @@ def _poll_mailbox() -> None:
         log.info("bounce mailbox: %s handled, %s failed", result.handled, result.failed)
 
 
+def _publish_callbacks() -> None:
+    """Publish a task per due event of the callbacks' outbox, on the transactional queue (a
+    bulk backlog does not delay them); each is hidden from the next sweeps until it ran."""
+    from campaigns.callbacks import publish_due
+    from workers.tasks import publish_callbacks
+    ctx = context()
+    publish_due(ctx.db, ctx.clock(), publish_callbacks)
+
+
 _stop = threading.Event()
 
 
@@ -158,7 +169,9 @@ def _start_maintenance(**_: Any) -> None:
     loops = [("ledger upkeep", MAINTENANCE_EVERY_S, "campaigns:maintenance",
               int(MAINTENANCE_EVERY_S * 900), _upkeep),
              ("releasing parked messages", RELEASE_EVERY_S, "campaigns:releaser",
-              int(RELEASE_EVERY_S * 900), _release_parked)]
+              int(RELEASE_EVERY_S * 900), _release_parked),
+             ("publishing event callbacks", CALLBACKS_EVERY_S, "campaigns:callbacks",
+              int(CALLBACKS_EVERY_S * 900), _publish_callbacks)]
     if settings.bounces.imap is not None:   # one poll per interval in the whole fleet
         every = settings.bounces.imap_every_s
         loops.append(("polling the bounce mailbox", min(every, 5.0), "campaigns:imap-poll",

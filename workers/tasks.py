@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
+import httpx
 from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:
@@ -81,3 +82,33 @@ def scheduler_tick() -> str:
         if client.get("campaigns:scheduler") == token.encode():
             client.delete("campaigns:scheduler")
     return f"launched {len(report.launched)}, skipped {len(report.skipped)}, failed {len(report.failed)}"
+
+
+_http: httpx.Client | None = None
+
+
+@app.task(name="campaigns.callback", ignore_result=True)
+def deliver_callback(event_id: int) -> str:
+    """POST one event of the outbox (campaigns.callbacks): sent, retry (its next time in the
+    ledger, published again by the fleet's sweep), failed (given up) or skipped. A
+    redelivered task finds it sent and does nothing."""
+    from campaigns import callbacks
+    global _http
+    _took_a_task()
+    reload_settings()
+    ctx = context()
+    if _http is None:
+        _http = httpx.Client(follow_redirects=False)
+    outcome = callbacks.deliver(ctx.db, ctx.settings.callbacks, event_id, ctx.clock(), _http)
+    if outcome.error:
+        log.info("callback of event %s: %s (%s)", event_id, outcome.status, outcome.error)
+    return outcome.status
+
+
+def publish_callbacks(ids: Iterable[int]) -> None:
+    """One `campaigns.callback` task per event id, on the transactional queue."""
+    from workers.dispatch import BATCH, queue_for
+    queue = queue_for("transactional")
+    with app.producer_or_acquire() as producer, producer.batch(BATCH):
+        for event_id in ids:
+            deliver_callback.apply_async((event_id,), producer=producer, queue=queue)
