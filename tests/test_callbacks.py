@@ -259,3 +259,22 @@ def test_an_event_whose_type_is_not_wanted_is_skipped_not_sent(project):
                                     time.time(), client)
     assert outcome.status == "skipped" and "not in [callbacks] events" in str(outcome.error)
     assert states(project) == {event_id: "skipped"}
+
+
+def test_a_bulk_campaign_named_in_streams_calls_back_one_delivered_per_recipient(project):
+    receiver = Receiver().start()
+    try:
+        configure(project, receiver.url)            # streams = ["c1"]
+        addresses = make_campaign(project, "c1", 30)
+        project.workers(2)
+        project.cli("launch", "c1")
+        assert project.wait_status("c1", timeout_s=60)["counts"]["sent"] == 30
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(receiver.ids()) < 30:
+            time.sleep(0.3)
+        delivered = [p for p in receiver.received if p["type"] == "delivered"]
+        assert sorted(p["recipient"] for p in delivered) == sorted(addresses)
+        assert {p["campaign"] for p in delivered} == {"c1"} and receiver.bad_signatures == 0
+        assert len({p["id"] for p in delivered}) == 30
+    finally:
+        receiver.stop()
