@@ -120,11 +120,13 @@ def deliver(db: Database, cfg: CallbacksConfig, event_id: int, now: float,
     return Outcome("retry", error)
 
 
-def publish_due(db: Database, now: float, publish: Callable[[Iterable[int]], None],
-                limit: int = BATCH) -> int:
-    """Hand due pending events to `publish` (one task each), hidden VISIBILITY_S from the
-    next sweeps; a publish that fails leaves them to come back after that window."""
-    ids = events.claim_due(db, datetime.fromtimestamp(now, timezone.utc), limit, VISIBILITY_S)
+def publish_due(db: Database, cfg: CallbacksConfig, now: float,
+                publish: Callable[[Iterable[int]], None], limit: int = BATCH) -> int:
+    """Hand due pending events to `publish` (one task each), hidden from the next sweeps
+    for VISIBILITY_S (or 3 POST timeouts, when longer); a publish that fails, or a task
+    lost with its worker, leaves them to come back after that window."""
+    window = max(VISIBILITY_S, 3 * cfg.timeout_s)
+    ids = events.claim_due(db, datetime.fromtimestamp(now, timezone.utc), limit, window)
     if ids:
         publish(ids)
     return len(ids)

@@ -243,12 +243,17 @@ def test_claimed_events_are_hidden_until_the_window_passes_and_counted(project):
     assert events.claim_due(db, now, 10, 60) == ids[2:]
     assert events.claim_due(db, now + timedelta(seconds=30), 10, 60) == []
     assert events.claim_due(db, now + timedelta(seconds=61), 10, 60) == ids
+    published: list[int] = []
+    later = (now + timedelta(seconds=200)).timestamp()
+    cfg = project.ctx.settings.callbacks
+    assert callbacks.publish_due(db, cfg, later, published.extend) == 3 and published == ids
+    assert callbacks.publish_due(db, cfg, later + 1, published.extend) == 0
     assert events.retry_at(db, ids[0], 0, now, "HTTP 503")
     assert not events.retry_at(db, ids[0], 0, now, "HTTP 503")   # a racing worker's: stale
     assert events.mark_sent(db, ids[1], now)
-    snap = events.outbox_status(db, now + timedelta(seconds=90))
+    snap = events.outbox_status(db, now + timedelta(seconds=300))
     assert snap["pending"] == 2 and snap["failing"] == 1 and snap["sent"] == 1
-    assert snap["last_error"] == "HTTP 503" and snap["oldest_pending_s"] >= 90
+    assert snap["last_error"] == "HTTP 503" and snap["oldest_pending_s"] >= 300
 
 
 def test_an_event_whose_type_is_not_wanted_is_skipped_not_sent(project):

@@ -158,7 +158,7 @@ def _publish_callbacks() -> None:
     from campaigns.callbacks import publish_due
     from workers.tasks import publish_callbacks
     ctx = context()
-    publish_due(ctx.db, ctx.clock(), publish_callbacks)
+    publish_due(ctx.db, ctx.settings.callbacks, ctx.clock(), publish_callbacks)
 
 
 _stop = threading.Event()
