@@ -15,6 +15,7 @@ from sqlalchemy import func
 from campaigns.db import Database, as_utc
 from campaigns.errors import InputError, StateError
 from campaigns.ledger import campaigns as ledger_campaigns
+from campaigns.ledger import messages as ledger_messages
 from campaigns.ledger import rows as ledger_rows
 from campaigns.ledger.reads import (active_campaigns, counts, get_campaign, get_template,
                                     list_campaigns, status_counts)
@@ -92,6 +93,8 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
         campaign = get_campaign(s, name)
     if campaign.status in ledger_campaigns.FINAL:
         raise StateError(f"campaign '{name}' is {campaign.status}; create a new one to send again")
+    if campaign.stream is not None:
+        raise StateError(f"campaign '{name}' holds a stream's messages: it is always open")
     if campaign.status == CampaignStatus.PAUSED.value:
         raise StateError(f"campaign '{name}' is paused; use `campaigns resume {name}`")
     report = LaunchReport(campaign=name, relaunch=campaign.status in ledger_campaigns.ACTIVE,
@@ -177,7 +180,11 @@ def _enqueue_deferred(db: Database, campaign_id: int | None, enqueue: Enqueue,
 
 
 def cancel(db: Database, name: str) -> int:
-    """Cancel the campaign; its unsent rows become `cancelled`. Returns how many."""
+    """Cancel the campaign; its unsent rows become `cancelled`. Returns how many. A stream's
+    campaign is paused, never cancelled (it would refuse every later message)."""
+    with db.session() as s:
+        if get_campaign(s, name).stream is not None:
+            raise StateError(f"campaign '{name}' holds a stream's messages: pause it instead")
     campaign = ledger_campaigns.change(
         db, name, [s for s in CampaignStatus if s.value not in ledger_campaigns.FINAL],
         CampaignStatus.CANCELLED)
@@ -205,11 +212,12 @@ def maintenance(db: Database, enqueue: Enqueue | None = None,
             republished += _recover_lost(db, enqueue, pending, now - timedelta(
                 seconds=settings.sending.republish_after_s))
     finished = ledger_campaigns.finish_done(db, now)
+    swept = ledger_messages.sweep(db, now)
     woken = parked = 0
     if enqueue is not None and settings is not None:
         parked, woken = _windows(db, settings, enqueue, now)
     return {"in_doubt": in_doubt, "republished": republished, "finished": finished,
-            "parked": parked, "woken": woken}
+            "parked": parked, "woken": woken, **swept}
 
 
 def _recover_lost(db: Database, enqueue: Enqueue, pending: BrokerPending,

@@ -5,8 +5,8 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -148,10 +148,14 @@ class Template(Base):
 
 class Campaign(Base):
     __tablename__ = "campaigns"
+    __table_args__ = (UniqueConstraint("stream", name="uq_campaigns_stream"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
-    template_id: Mapped[int] = mapped_column(ForeignKey("templates.id"))
+    #: None for a stream's campaign (`tx:NAME`): its messages carry their own content
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id"))
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("templates.id"))
+    #: the transactional stream this campaign holds the messages of (never finished)
+    stream: Mapped[str | None] = mapped_column(String(100))
     from_addr: Mapped[str] = mapped_column(Text)
     reply_to: Mapped[str | None] = mapped_column(Text)
     relay: Mapped[str | None] = mapped_column(String(200))
@@ -172,7 +176,9 @@ class Campaign(Base):
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "address", name="uq_delivery_campaign_address"),
+        # one row per list member; a stream's messages may reach one address many times
+        Index("uq_delivery_campaign_address", "campaign_id", "address", unique=True,
+              sqlite_where=text("origin = 'list'"), postgresql_where=text("origin = 'list'")),
         Index("ix_delivery_campaign_status", "campaign_id", "status"),
         Index("ix_delivery_status_lease", "status", "lease_until"),
     )
@@ -198,6 +204,9 @@ class Delivery(Base):
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: when the row was first tried (the maximum deferral age counts from here)
     first_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: `list`: a list member of a campaign; `api`: a message handed over by POST /messages
+    #: (its content in `messages`); `smtp`: by the submission gateway
+    origin: Mapped[str] = mapped_column(String(10), default="list", server_default="list")
 
 
 class Schedule(Base):
@@ -258,3 +267,76 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Message(Base):
+    """What one transactional message says (a delivery of origin `api`): a stored template
+    and its data, or subject and bodies, or the raw bytes as submitted; who handed it over
+    (`owner`: an API key) and the caller's `ref`."""
+    __tablename__ = "messages"
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100))
+    ref: Mapped[str | None] = mapped_column(String(200), index=True)
+    owner: Mapped[str | None] = mapped_column(String(100))
+    from_addr: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(Text)
+    relay: Mapped[str | None] = mapped_column(String(200))
+    template: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: the delivery whose `message_attachments` rows this message sends (one copy for all
+    #: the recipients of one submission)
+    attachments_from: Mapped[int | None] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MessageAttachment(Base):
+    """A file of a transactional message, kept where every worker host reads it (the
+    database) until the message is final."""
+    __tablename__ = "message_attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` of one caller (`owner`) and its first answer, for 24 h. The unique
+    (owner, key) decides concurrent duplicates in the database."""
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(200))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 index=True)
+
+
+class Event(Base):
+    """One thing that happened to a delivery (queued, delivered, deferred, bounced, failed,
+    complained, suppressed …): a message's timeline, and the outbox of the event callbacks
+    (`callback`: pending, sent, failed; None when no callback wants it)."""
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_event_callback_due", "callback", "callback_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    code: Mapped[int | None] = mapped_column(Integer)
+    category: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    callback: Mapped[str | None] = mapped_column(String(10))
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_error: Mapped[str | None] = mapped_column(Text)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the tables whose state only campaigns/ledger writes
-LEDGER_TABLES = {"Campaign", "Delivery", "BounceEvent", "Suppression", "Event"}
+LEDGER_TABLES = {"Campaign", "Delivery", "BounceEvent", "Suppression", "Event", "Message",
+                 "MessageAttachment", "IdempotencyKey"}
 WRITES = {"update", "insert", "delete"}
 MAX_LINES = 430
 

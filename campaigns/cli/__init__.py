@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, keys, rates, redis,
-                           relays, schedules, suppressions, templates)
+from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, keys, messages, rates,
+                           redis, relays, schedules, suppressions, templates)
 from campaigns.cli.common import Enqueue, set_enqueue
 
 __all__ = ["app", "Enqueue", "set_enqueue"]
@@ -28,5 +28,5 @@ for commands in (campaigns.commands, rates.commands, schedules.commands, api.com
 for module, name in ((contacts, "contacts"), (suppressions, "suppressions"),
                      (templates, "templates"), (relays, "relays"), (redis, "redis"),
                      (bounces, "bounces"), (rates, "rates"), (schedules, "schedules"),
-                     (keys, "keys"), (callbacks, "callbacks")):
+                     (keys, "keys"), (callbacks, "callbacks"), (messages, "messages")):
     app.add_typer(module.app, name=name)

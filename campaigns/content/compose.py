@@ -34,6 +34,7 @@ class CampaignRuntime:
     priority: str = "bulk"
     window: Any = None          # campaigns.rates.windows.Window when the campaign has one
     extra: dict[str, Any] | None = None   # template names beyond contact/campaign: `run`
+    stream: str | None = None   # a stream's campaign: each message brings its own content
 
 
 def compile_stored(template: Template) -> CompiledTemplate:
@@ -44,6 +45,12 @@ def load_runtime(session: Session, campaign_id: int) -> CampaignRuntime:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignsError(f"campaign id {campaign_id} does not exist")
+    if campaign.stream is not None:    # its messages carry their content (compose_message)
+        return CampaignRuntime(
+            id=campaign.id, name=campaign.name, relay=campaign.relay, stream=campaign.stream,
+            template=compile_template(campaign.name, "", "", ""),
+            builder=MessageBuilder(from_addr=f"stream@{_STREAM_DOMAIN}"),
+            attachment_column=None, from_domain=_STREAM_DOMAIN, priority=campaign.priority)
     template = session.get(Template, campaign.template_id)
     assert template is not None
     _, addr = parse_address(campaign.from_addr, field="from")
@@ -55,6 +62,10 @@ def load_runtime(session: Session, campaign_id: int) -> CampaignRuntime:
         from_domain=addr.rpartition("@")[2] or "localhost", priority=campaign.priority,
         window=_window(campaign),
         extra={"run": Record("run", campaign.run_context)} if campaign.run_context else None)
+
+
+#: a stream's campaign has no sender of its own; its runtime's builder is never used
+_STREAM_DOMAIN = "stream.invalid"
 
 
 def _window(campaign: Campaign) -> Any:
@@ -157,3 +168,31 @@ def contact_row(session: Session, address: str) -> tuple[str, dict[str, Any], st
     if row is None:
         raise NotFound(f"no contact with address {address}")
     return row[0], dict(row[1] or {}), row[2]
+
+
+def compose_message(msg: Any, settings: Settings, *, delivery_id: int, address: str,
+                    files: list[tuple[str, str, bytes]],
+                    template: CompiledTemplate | None) -> tuple[bytes, str, str]:
+    """One transactional message (campaigns.ledger.messages.Content): its stored template
+    rendered with its `data` (as `data.*`, and as `contact.*` beside `contact.email`), or
+    its own subject and bodies as given (not templates; the text part made from the HTML
+    when missing). Never a List-Unsubscribe. Returns (bytes, Message-ID, envelope sender).
+    Raises TemplateRenderError, InputError (a bad address, header injection)."""
+    from campaigns.content.html_text import html_to_text
+    builder = MessageBuilder(from_addr=msg.from_addr, reply_to=msg.reply_to,
+                             list_unsubscribe_post=False)
+    domain = builder.envelope_from.rpartition("@")[2] or "localhost"
+    if template is not None:
+        context = build_context(email=address, attributes=msg.data, campaign_name=msg.stream,
+                                unsubscribe_url="", extra={"data": Record("data", msg.data)})
+        rendered = template.render(context)
+        subject, html, text = rendered.subject, rendered.html, rendered.text
+    else:
+        subject, html = msg.subject or "", msg.html or ""
+        text = msg.text if msg.text is not None else html_to_text(html)
+    message_id = make_message_id(f"{delivery_id}.m", domain)
+    data = builder.build(
+        to=address, subject=subject, html=html, text=text, message_id=message_id,
+        attachments=[Attachment(filename=f, content=c, content_type=t) for f, t, c in files],
+        headers={DELIVERY_HEADER: make_token(settings.secret_key, "delivery", delivery_id)})
+    return data, message_id, builder.envelope_from

@@ -7,16 +7,22 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from typing import Any
 from datetime import timedelta
 
 from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
 from campaigns.content.attachments import AttachmentError
-from campaigns.content.compose import CampaignRuntime, compose, load_runtime, return_path
+from campaigns.content.compose import (CampaignRuntime, compile_stored, compose,
+                                       compose_message, load_runtime, return_path)
+from campaigns.content.rendering import CompiledTemplate
 from campaigns.db import Database
-from campaigns.errors import (InputError, RelayConfigError, RelayError, RelayInDoubt,
+from campaigns.errors import (InputError, NotFound, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
 from campaigns.ledger import campaigns as ledger_campaigns
+from campaigns.ledger import messages as ledger_messages
 from campaigns.ledger import sends as ledger
+from campaigns.ledger.events import EVENT_OF_STATUS
+from campaigns.ledger.reads import get_template
 from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
 from campaigns.delivery.pacing import Pacer
 from campaigns.delivery.pools import Breaker, candidates
@@ -46,6 +52,8 @@ class _Route:
     relay: str            # the relay that takes the message (its token is taken)
     spare: list[str]      # a pool's other relays, in order, to fail over to
     pool: bool
+    rt: CampaignRuntime
+    message: Any = None   # a transactional message's content (campaigns.ledger.messages)
 
 
 #: the classifier's rule for a throttle it read in the reply's words ("rate limited", "too
@@ -92,6 +100,7 @@ class Sender:
         self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
+        self._templates: dict[tuple[str, Any], CompiledTemplate] = {}
         #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
         self.sending: tuple[int, str] = (0, "")
         #: a relay refused us (auth, our account): the settings may be changed by a person
@@ -127,20 +136,24 @@ class Sender:
         row = ledger.peek(self.db, delivery_id)
         if row is None:
             return SKIPPED
-        if row.suppressed:
-            return self._suppressed(delivery_id)
         rt = self._runtime(row.campaign_id)
+        if row.suppressed:
+            return self._suppressed(rt, delivery_id)
         if rt.window is not None and not rt.window.contains(utcnow()):
             return SKIPPED  # the upkeep parks the campaign and republishes at the opening
-        pool = self.settings.pool(rt.relay) is not None
-        names = candidates(self.settings, rt.relay)
+        message = None
+        if row.origin != "list":     # a transactional message: its own content and relay
+            message = ledger_messages.content(self.db, delivery_id)
+        chosen = message.relay if message is not None and message.relay else rt.relay
+        pool = self.settings.pool(chosen) is not None
+        names = candidates(self.settings, chosen)
         decision = None
         for i, relay in enumerate(names):
             if not self.breaker.allow(relay):
                 continue
             decision = self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops)
             if decision.allowed:
-                return _Route(relay, names[i + 1:], pool)
+                return _Route(relay, names[i + 1:], pool, rt, message)
             if pool and decision.binding == f"relay:{relay}:daily":
                 continue    # this relay is at its daily cap: spill to the next one
             break
@@ -158,10 +171,11 @@ class Sender:
         return Outcome("throttled", retry_in_s=decision.wait_s + jitter, priority=rt.priority,
                        hops=hops + 1)
 
-    def _suppressed(self, delivery_id: int) -> Outcome:
+    def _suppressed(self, rt: CampaignRuntime, delivery_id: int) -> Outcome:
         """Mark the row `suppressed` when it is pending and its address is suppressed (the
         claim never takes such a row); SKIPPED when it was not claimable for another reason."""
-        if ledger.mark_suppressed(self.db, delivery_id):
+        event, callback = self._follows(rt, "suppressed")
+        if ledger.mark_suppressed(self.db, delivery_id, event=event, callback=callback):
             return Outcome(DeliveryStatus.SUPPRESSED.value)
         return SKIPPED
 
@@ -179,23 +193,60 @@ class Sender:
         if isinstance(route, Outcome):
             return route
         claimed = ledger.claim(self.db, delivery_id, self.settings.sending.lease_s)
+        rt = route.rt
         if claimed is None:   # taken by another worker, or suppressed since the precheck
-            return self._suppressed(delivery_id)
+            return self._suppressed(rt, delivery_id)
         row, contact = claimed
+        if route.message is not None:
+            return self._deliver_message(rt, delivery_id, row, route)
         attributes, source_dir = (dict(contact[0] or {}), contact[1]) if contact else ({}, None)
-        rt = self._runtime(row.campaign_id)
         try:
             data, message_id = compose(rt, self.settings, delivery_id=delivery_id,
                                        address=row.address, attributes=attributes,
                                        source_dir=source_dir)
         except (TemplateRenderError, AttachmentError, InputError) as err:
-            return self._record(delivery_id, "failed", text=str(err))
+            return self._record(rt, delivery_id, "failed", text=str(err))
         message = OutgoingMessage(sender=return_path(self.settings, delivery_id,
                                                      rt.builder.envelope_from),
                                   recipient=row.address,
                                   data=data, message_id=message_id,
                                   smtputf8=not row.address.isascii())
         return self._send(rt, delivery_id, row.attempts, message, route)
+
+    def _deliver_message(self, rt: CampaignRuntime, delivery_id: int, row: Any,
+                         route: _Route) -> Outcome:
+        """A transactional message (POST /messages): its own content, files and sender."""
+        msg = route.message
+        try:
+            files = ledger_messages.attachments(self.db, msg.attachments_from) \
+                if msg.attachments_from else []
+            template = self._message_template(msg.template) if msg.template else None
+            data, message_id, sender = compose_message(
+                msg, self.settings, delivery_id=delivery_id, address=row.address,
+                files=files, template=template)
+        except (TemplateRenderError, InputError, NotFound) as err:
+            return self._record(rt, delivery_id, "failed", text=str(err))
+        message = OutgoingMessage(sender=return_path(self.settings, delivery_id, sender),
+                                  recipient=row.address, data=data, message_id=message_id,
+                                  smtputf8=not row.address.isascii())
+        return self._send(rt, delivery_id, row.attempts, message, route)
+
+    def _message_template(self, name: str) -> CompiledTemplate:
+        """A stored template as it is now (compiled again only when it changed)."""
+        with self.db.session() as s:
+            stored = get_template(s, name)
+            key = (name, stored.updated_at)
+            if key not in self._templates:
+                if len(self._templates) > 64:
+                    self._templates.clear()
+                self._templates[key] = compile_stored(stored)
+        return self._templates[key]
+
+    def _follows(self, rt: CampaignRuntime, event: str) -> tuple[bool, bool]:
+        """(the delivery's events are written, this one is called back): a stream's
+        messages keep a timeline; a bulk campaign only when [callbacks] names it."""
+        callback = self.settings.callbacks.wants(event, rt.stream, rt.name)
+        return rt.stream is not None or callback, callback
 
     def _send(self, rt: CampaignRuntime, delivery_id: int, attempts: int,
               message: OutgoingMessage, route: _Route) -> Outcome:
@@ -226,9 +277,9 @@ class Sender:
                     return self._relay_down(rt, delivery_id, relay, down)
                 return self._failed(rt, delivery_id, attempts, message, err, relay, verdict)
             except RelayInDoubt as err:
-                return self._record(delivery_id, "in_doubt", err, relay=relay)
+                return self._record(rt, delivery_id, "in_doubt", err, relay=relay)
             self.breaker.success(relay)
-            return self._record(delivery_id, "sent", code=result.code, enhanced=result.enhanced,
+            return self._record(rt, delivery_id, "sent", code=result.code, enhanced=result.enhanced,
                                 text=result.text, message_id=message.message_id, relay=relay,
                                 provider_id=result.provider_id)
 
@@ -296,7 +347,7 @@ class Sender:
             return self._defer(rt, delivery_id, err, backoff_s(self.settings.sending, attempts,
                                                                hint), verdict=verdict)
         status = "failed" if retry else "bounced"
-        outcome = self._record(delivery_id, status, err, verdict=verdict, note=(
+        outcome = self._record(rt, delivery_id, status, err, verdict=verdict, note=(
             f"gave up after {attempts} attempts: " if retry else ""))
         self._bounce(delivery_id, attempts, message.recipient, verdict, err)
         return outcome
@@ -317,13 +368,13 @@ class Sender:
         policy = self.settings.sending
         age = self._age_s(delivery_id)
         if age >= policy.max_defer_s:
-            return self._record(delivery_id, DeliveryStatus.EXPIRED.value, err, refund=refund,
+            return self._record(rt, delivery_id, DeliveryStatus.EXPIRED.value, err, refund=refund,
                                 verdict=verdict, relay=relay, note=(
                                     f"expired: still deferred {age:.0f} s after the first "
                                     f"try (max_defer_s {policy.max_defer_s:g}): "))
         delay = spread_s(policy, age, hint) if delay_s is None else delay_s
         delay = max(0.0, min(delay, policy.max_defer_s - age))
-        return self._record(delivery_id, DeliveryStatus.DEFERRED.value, err, retry_in_s=delay,
+        return self._record(rt, delivery_id, DeliveryStatus.DEFERRED.value, err, retry_in_s=delay,
                             refund=refund, priority=rt.priority, verdict=verdict, relay=relay)
 
     def _bounce(self, delivery_id: int, attempts: int, address: str,
@@ -348,17 +399,18 @@ class Sender:
                          text=str(err), reason=reason)
         return Outcome(DeliveryStatus.QUEUED.value)
 
-    def _record(self, delivery_id: int, status: str, err: RelayError | None = None, *,
-                code: int | None = None, enhanced: str | None = None, text: str | None = None,
+    def _record(self, rt: CampaignRuntime, delivery_id: int, status: str,
+                err: RelayError | None = None, *, code: int | None = None, enhanced: str | None = None, text: str | None = None,
                 message_id: str | None = None, retry_in_s: float | None = None,
                 note: str = "", refund: bool = False, priority: str = "bulk",
                 verdict: Classification | None = None, relay: str | None = None,
                 provider_id: str | None = None) -> Outcome:
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
+        event, callback = self._follows(rt, EVENT_OF_STATUS.get(status, status))
         ledger.record(self.db, delivery_id, status, code=code, enhanced=enhanced,
                       text=note + (text or ""), message_id=message_id, retry_in_s=retry_in_s,
                       refund=refund, category=verdict.category.value if verdict else None,
                       reason=verdict.reason if verdict else None, relay=relay,
-                      provider_id=provider_id)
+                      provider_id=provider_id, event=event, callback=callback)
         return Outcome(status, retry_in_s, priority)

@@ -168,7 +168,8 @@ def apply(db: Database, settings: Settings, verdict: Classification, *, source: 
     complaint. `delivery_id` None, or `attributed` False, records it as unmatched."""
     soft = SoftPolicy(days=settings.bounces.soft_days, limit=settings.bounces.soft_limit)
     applied = reports.record(db, soft, verdict, source=source, delivery_id=delivery_id, key=key,
-                             address=address, attributed=attributed)
+                             address=address, attributed=attributed,
+                             wants=settings.callbacks.wants)
     if (BounceCategory(verdict.category) in SUPPRESS_NOW and applied.campaign_id is not None
             and applied.action not in ("unmatched", "duplicate")):
         guard(db, settings, applied.campaign_id)

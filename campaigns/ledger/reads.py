@@ -53,8 +53,8 @@ def list_campaigns(db: Database, after_id: int = 0,
                    limit: int | None = None) -> list[dict[str, Any]]:
     """Campaigns in creation order (`id` is the cursor of a page: after_id, limit)."""
     query = (select(Campaign.id, Campaign.name, Campaign.status, ContactList.name, Template.name)
-             .join(ContactList, ContactList.id == Campaign.list_id)
-             .join(Template, Template.id == Campaign.template_id)
+             .outerjoin(ContactList, ContactList.id == Campaign.list_id)
+             .outerjoin(Template, Template.id == Campaign.template_id)
              .where(Campaign.id > after_id).order_by(Campaign.id))
     if limit is not None:
         query = query.limit(limit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.bounces.model import BounceCategory
 from campaigns.db import Database, as_utc
-from campaigns.ledger import suppressions
-from campaigns.models import BounceEvent, Delivery, DeliveryStatus, utcnow
+from campaigns.ledger import events, suppressions
+from campaigns.models import BounceEvent, Campaign, Delivery, DeliveryStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class SoftPolicy:
 
 def record(db: Database, soft: SoftPolicy, verdict: Any, *, source: str,
            delivery_id: int | None, key: str, address: str | None = None,
-           attributed: bool = True) -> Applied:
+           attributed: bool = True,
+           wants: Callable[[str, str | None, str], bool] | None = None) -> Applied:
     """Store one report (a classification: category, reason, permanent, and what a parsed
     report adds) under `key` and do what its category asks; `duplicate` when the key was
     stored before (nothing changes). `delivery_id` None, or `attributed` False, records it
@@ -86,8 +87,25 @@ def record(db: Database, soft: SoftPolicy, verdict: Any, *, source: str,
             return Applied(addr, category.value, verdict.reason, "duplicate", delivery_id)
         action = _act(s, soft, event, delivery, attributed, now)
         event.action = action
+        if delivery is not None and source != "smtp" and action in ("bounced", "suppressed"):
+            _tell(s, delivery, event, wants)
         return Applied(addr, category.value, verdict.reason, action,
                        delivery.id if delivery else None, event.id, event.campaign_id)
+
+
+def _tell(s: Session, delivery: Delivery, event: BounceEvent,
+          wants: Callable[[str, str | None, str], bool] | None) -> None:
+    """A report that came back after the send (a DSN, a complaint) as an event of the
+    delivery, when it is followed (a stream's message; a campaign [callbacks] names)."""
+    campaign = s.get(Campaign, delivery.campaign_id)
+    if campaign is None:
+        return
+    kind = "complained" if event.category == BounceCategory.COMPLAINT.value else "bounced"
+    callback = wants(kind, campaign.stream, campaign.name) if wants else False
+    if campaign.stream is not None or callback:
+        events.emit(s, delivery_id=delivery.id, campaign_id=campaign.id, type=kind,
+                    callback=callback, code=event.reply_code, category=event.category,
+                    reason=event.reason, detail=event.diagnostic, at=event.created_at)
 
 
 def _act(s: Session, soft: SoftPolicy, event: BounceEvent, delivery: Delivery | None,

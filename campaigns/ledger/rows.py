@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from campaigns.db import Database, insert_for
 from campaigns.ledger.campaigns import rowcount
@@ -25,7 +25,8 @@ def expand(db: Database, campaign_id: int, list_id: int, batch: int) -> tuple[in
     Returns (rows added, of which suppressed)."""
     before = status_counts(db, campaign_id)
     stmt = (insert_for(db.dialect)(Delivery)
-            .on_conflict_do_nothing(index_elements=["campaign_id", "address"]))
+            .on_conflict_do_nothing(index_elements=["campaign_id", "address"],
+                                    index_where=text("origin = 'list'")))
     query = (select(ListMember.contact_id, Contact.email, blocks(Contact.email, campaign_id))
              .join(Contact, Contact.id == ListMember.contact_id)
              .where(ListMember.list_id == list_id)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import DateTime, Integer, bindparam, exists, func, or_, select, update
 
 from campaigns.db import Database
+from campaigns.ledger import events
 from campaigns.ledger.suppressions import blocks
 from campaigns.models import (PENDING, Campaign, CampaignStatus, Contact, Delivery,
                               DeliveryStatus, utcnow)
@@ -54,9 +55,11 @@ _RECORD = (update(Delivery)
                    | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer),
                       "first_attempt_at": func.coalesce(Delivery.first_attempt_at,
                                                         _typed("updated_at"))}))
+_RECORD_EVENT = _RECORD.returning(Delivery.campaign_id)
 #: when the row was first tried: the maximum deferral age counts from there
 _FIRST_TRY = select(Delivery.first_attempt_at).where(Delivery.id == bindparam("b_id"))
-_PEEK = (select(Delivery.campaign_id, Delivery.address, _SUPPRESSED.label("suppressed"))
+_PEEK = (select(Delivery.campaign_id, Delivery.address, _SUPPRESSED.label("suppressed"),
+                Delivery.origin)
          .join(Campaign, Campaign.id == Delivery.campaign_id)
          .where(Delivery.id == bindparam("b_id", type_=Integer), Delivery.status.in_(PENDING),
                 Campaign.status == _SENDING, _DUE))
@@ -67,7 +70,7 @@ _MARK_SUPPRESSED = (update(Delivery)
                     .values(status=DeliveryStatus.SUPPRESSED.value, lease_until=None,
                             next_attempt_at=None, updated_at=bindparam("b_now", type_=_WHEN),
                             reply_text="suppressed after launch")
-                    .returning(Delivery.id))
+                    .returning(Delivery.id, Delivery.campaign_id))
 # our relay refused us: the row goes back to the queue, its attempt not counted
 _GIVE_BACK = (update(Delivery).where(Delivery.id == bindparam("b_id", type_=Integer))
               .values(status=DeliveryStatus.QUEUED.value, attempts=Delivery.attempts - 1,
@@ -83,7 +86,7 @@ _PAUSE_SENDING = (update(Campaign)
 
 
 def peek(db: Database, delivery_id: int) -> Any:
-    """(campaign_id, address, suppressed) of a row that is pending, due and of a sending
+    """(campaign_id, address, suppressed, origin) of a row that is pending, due and of a sending
     campaign; None otherwise. A read: no ledger write."""
     with db.engine.connect() as conn:
         return conn.execute(_PEEK, {"b_id": delivery_id, "b_due":
@@ -108,11 +111,17 @@ def claim(db: Database, delivery_id: int, lease_s: float) -> tuple[Any, Any] | N
     return row, contact
 
 
-def mark_suppressed(db: Database, delivery_id: int) -> bool:
+def mark_suppressed(db: Database, delivery_id: int, *, event: bool = False,
+                    callback: bool = False) -> bool:
     """Make a pending row whose address is suppressed for its campaign `suppressed` (final);
-    False when it was not, or not pending."""
+    False when it was not, or not pending. `event`, `callback`: as for `record`."""
+    now = utcnow()
     with db.engine.begin() as conn:
-        marked = conn.execute(_MARK_SUPPRESSED, {"b_id": delivery_id, "b_now": utcnow()}).first()
+        marked = conn.execute(_MARK_SUPPRESSED, {"b_id": delivery_id, "b_now": now}).first()
+        if marked is not None and event:
+            events.emit(conn, delivery_id=delivery_id, campaign_id=marked.campaign_id,
+                        type="suppressed", callback=callback,
+                        detail="suppressed after it was queued", at=now)
     return marked is not None
 
 
@@ -129,10 +138,13 @@ def record(db: Database, delivery_id: int, status: str, *, code: int | None = No
            enhanced: str | None = None, text: str | None = None,
            message_id: str | None = None, retry_in_s: float | None = None,
            refund: bool = False, category: str | None = None, reason: str | None = None,
-           relay: str | None = None, provider_id: str | None = None) -> None:
+           relay: str | None = None, provider_id: str | None = None,
+           event: bool = False, callback: bool = False) -> None:
     """The relay's answer for a claimed row (`sending`, or `in_doubt` when its lease ran
     out during a slow send): its new status, the reply, and for a deferral when to retry.
-    `refund` gives the claim's attempt back (a throttle, an unreachable relay)."""
+    `refund` gives the claim's attempt back (a throttle, an unreachable relay). `event`:
+    the delivery is followed (a message, a campaign with callbacks): its event is written
+    in the same transaction, an outbox entry when `callback`."""
     now = utcnow()
     values: dict[str, Any] = {
         "b_id": delivery_id, "v_status": status, "v_updated_at": now, "v_lease_until": None,
@@ -151,7 +163,15 @@ def record(db: Database, delivery_id: int, status: str, *, code: int | None = No
             # upkeep turns into `in_doubt`: never a second copy. So it need not wait for
             # the WAL flush (the claim, which guards against resends, still does).
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        conn.execute(_RECORD, values)
+        if not event:
+            conn.execute(_RECORD, values)
+            return
+        row = conn.execute(_RECORD_EVENT, values).first()
+        if row is not None:
+            events.emit(conn, delivery_id=delivery_id, campaign_id=row.campaign_id,
+                        type=events.EVENT_OF_STATUS.get(status, status), callback=callback,
+                        code=code, category=category, reason=reason,
+                        detail=values["v_reply_text"], at=now)
 
 
 def give_back(db: Database, delivery_id: int, campaign_id: int, *, code: int | None,

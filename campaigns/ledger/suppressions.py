@@ -60,11 +60,17 @@ def scope_for(category: str) -> str:
     return ALL if category == BounceCategory.HARD.value else BULK
 
 
-def blocking_scopes(priority: str, list_name: str) -> list[str]:
-    """The scopes whose suppressions stop a campaign of `priority` mailing list `list_name`."""
+def blocking_scopes(priority: str, list_name: str | None,
+                    stream: str | None = None) -> list[str]:
+    """The scopes whose suppressions stop a campaign of `priority` mailing list `list_name`
+    (a stream's campaign: `stream`, no list)."""
     scopes = [ALL, SuppressionScope.STREAM.of(priority)]
+    if stream:
+        scopes.append(SuppressionScope.STREAM.of(stream))
     if priority != Priority.TRANSACTIONAL.value:
-        scopes += [BULK, SuppressionScope.LIST.of(list_name)]
+        scopes.append(BULK)
+        if list_name:
+            scopes.append(SuppressionScope.LIST.of(list_name))
     return scopes
 
 
@@ -72,15 +78,18 @@ def blocks(address: Any, campaign_id: Any) -> ColumnElement[bool]:
     """SQL: `address` has a suppression that stops campaign `campaign_id` (columns or
     values; the rule of `blocking_scopes`). For the claim and the launch."""
     campaign, contact_list = aliased(Campaign), aliased(ContactList)
+    list_name = (select(contact_list.name).where(contact_list.id == campaign.list_id)
+                 .scalar_subquery())
+    stream_scope = literal(SuppressionScope.STREAM.of(""))
     return exists().where(
         Suppression.address == address, campaign.id == campaign_id,
-        contact_list.id == campaign.list_id,
         or_(Suppression.scope == ALL,
-            Suppression.scope == literal(SuppressionScope.STREAM.of("")) + campaign.priority,
+            Suppression.scope == stream_scope + campaign.priority,
+            Suppression.scope == stream_scope + campaign.stream,
             and_(campaign.priority != Priority.TRANSACTIONAL.value,
                  or_(Suppression.scope == BULK,
                      Suppression.scope == literal(SuppressionScope.LIST.of(""))
-                     + contact_list.name))))
+                     + list_name))))
 
 
 def _covering(scope: str) -> list[str]:

@@ -19,7 +19,8 @@ May import: errors and the pure rates.parse; the domain tables are checked by th
 owners through settings.hooks (checked by import-linter)."""
 from campaigns.settings.hooks import hook, register
 from campaigns.settings.load import load_settings, read_relay
-from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
+from campaigns.settings.model import (CALLBACK_EVENTS, AttachmentPolicy, BouncesConfig,
+                                      BreakerConfig, CallbacksConfig,
                                       LimitConfig, PoolConfig, RatesConfig, RelayConfig,
                                       SchedulesConfig, SendingPolicy, Settings, TemplatesConfig,
                                       WarmupConfig, WebConfig, require_secrets, unset_secrets)
@@ -28,7 +29,8 @@ from campaigns.settings.values import (Secret, UnsetSecret, check_table, clamp, 
 
 _relay = read_relay   # the name tests import
 
-__all__ = ["AttachmentPolicy", "BouncesConfig", "BreakerConfig", "LimitConfig", "PoolConfig",
+__all__ = ["CALLBACK_EVENTS", "AttachmentPolicy", "BouncesConfig", "BreakerConfig",
+           "CallbacksConfig", "LimitConfig", "PoolConfig",
            "RatesConfig", "RelayConfig", "SchedulesConfig", "Secret", "SendingPolicy",
            "Settings", "TemplatesConfig", "UnsetSecret", "WarmupConfig", "WebConfig", "check_table", "clamp",
            "env_var_problem", "hook", "load_settings", "read_relay", "register",

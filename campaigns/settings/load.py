@@ -11,7 +11,7 @@ from typing import Any
 from campaigns.errors import ConfigError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import RelayConfig, Settings
-from campaigns.settings.tables import (_attachments, _bounces, _breaker, _rates, _schedules,
+from campaigns.settings.tables import (_attachments, _bounces, _callbacks, _breaker, _rates, _schedules,
                                        _sending, _templates, _web)
 from campaigns.settings.values import Secret
 
@@ -82,5 +82,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         attachments=_attachments(raw.get("attachments", {}), where),
         templates=_templates(raw.get("templates", {}), where),
         web=_web(raw.get("web", {}), where),
+        callbacks=_callbacks(raw.get("callbacks", {}), where, env),
         config_searched=() if env.get("CAMPAIGNS_CONFIG") else searched,
     )

@@ -169,6 +169,32 @@ class WebConfig:
     max_body_bytes: int = 30 * 1024 * 1024   # a request body past this is answered 413
 
 
+#: the event types a callback may ask for ([callbacks] events)
+CALLBACK_EVENTS = ("delivered", "bounced", "complained", "failed", "suppressed", "deferred",
+                   "queued", "in_doubt")
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    """TOML [callbacks]: events of transactional messages (and of bulk campaigns named in
+    `streams`) POSTed, signed, to the caller's URL (campaigns.callbacks)."""
+    url: str | None = None
+    secret: Secret | None = None       # from the variable named by secret_env
+    events: tuple[str, ...] = ("delivered", "bounced", "complained", "failed", "suppressed",
+                               "deferred")
+    streams: tuple[str, ...] = ()      # streams, and bulk campaigns by name ("*": all)
+    timeout_s: float = 10.0
+    max_age_s: float = 86_400.0        # an event not delivered within this is given up
+
+    def wants(self, event: str, stream: str | None, campaign: str) -> bool:
+        """Whether an event of this type, of a stream's message (`stream`) or of a bulk
+        campaign, is to be called back."""
+        if not self.url or event not in self.events:
+            return False
+        listed = set(self.streams)
+        return "*" in listed or (stream in listed if stream else campaign in listed)
+
+
 @dataclass(frozen=True)
 class SchedulesConfig:
     """TOML [schedules]: the scheduler (`campaigns beat`)."""
@@ -197,6 +223,7 @@ class Settings:
     attachments: AttachmentPolicy = field(default_factory=AttachmentPolicy)
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     #: where a config file was looked for when CAMPAIGNS_CONFIG is unset (for errors)
     config_searched: tuple[Path, ...] = ()
 

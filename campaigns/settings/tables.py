@@ -10,10 +10,11 @@ from typing import Any
 
 from campaigns.errors import ConfigError, InputError
 from campaigns.settings.hooks import hook
-from campaigns.settings.model import (AttachmentPolicy, BouncesConfig, BreakerConfig,
-                                      LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
+from campaigns.settings.model import (CALLBACK_EVENTS, AttachmentPolicy, BouncesConfig,
+                                      BreakerConfig, CallbacksConfig, LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
                                       TemplatesConfig, WarmupConfig, WebConfig)
-from campaigns.settings.values import check_table, clamp, setting
+from campaigns.settings.values import (Secret, check_table, clamp, env_var_problem,
+                                       setting)
 
 
 def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
@@ -196,3 +197,42 @@ def _templates(raw: Any, where: str) -> TemplatesConfig:
         max_range=setting(raw, d, "max_range", int, 1, at))
     hook("templates")(config)
     return config
+
+
+def _callbacks(raw: Any, where: str, env: Any) -> CallbacksConfig:
+    """[callbacks]: url, secret_env (the variable holding the signing secret), events,
+    streams, timeout_s, max_age_s."""
+    at = f"{where}: [callbacks]"
+    raw = check_table(raw, at, {"url", "secret_env", "events", "streams", "timeout_s",
+                                "max_age_s"})
+    d = CallbacksConfig()
+    url = raw.get("url")
+    if url is not None and not str(url).startswith(("https://", "http://")):
+        raise ConfigError(f"{at}: url must start with https:// (or http:// for a test), "
+                          f"got {url!r}")
+    secret = None
+    if url is not None:
+        name = raw.get("secret_env")
+        if not name:
+            raise ConfigError(f"{at}: secret_env must name the environment variable holding "
+                              "the signing secret (events are always signed)")
+        value = env.get(str(name))
+        if not value:
+            raise env_var_problem(at, "secret_env", name)
+        secret = Secret(value)
+    events = _names(raw.get("events", list(d.events)), at, "events")
+    unknown = sorted(set(events) - set(CALLBACK_EVENTS))
+    if unknown:
+        raise ConfigError(f"{at}: events: unknown {', '.join(map(repr, unknown))}; expected "
+                          f"some of {', '.join(CALLBACK_EVENTS)}")
+    return CallbacksConfig(
+        url=None if url is None else str(url), secret=secret, events=events,
+        streams=_names(raw.get("streams", []), at, "streams"),
+        timeout_s=setting(raw, d, "timeout_s", float, 0.1, at),
+        max_age_s=setting(raw, d, "max_age_s", float, 1, at))
+
+
+def _names(value: Any, at: str, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{at}: {key} must be a list of names such as [\"a\", \"b\"]")
+    return tuple(value)

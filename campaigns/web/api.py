@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaigns.errors import (CampaignsError, InputError, NotFound, StateError,
                               TemplateRenderError)
 from campaigns.web import (routes_audience, routes_campaigns, routes_content, routes_deliveries,
-                          routes_schedules, routes_settings)
+                           routes_messages, routes_schedules, routes_settings)
 from campaigns.web.common import ERRORS, Deps, Enqueue, Problem, problem_response
 from campaigns.web.keys import KeyInfo, authenticate
 
@@ -110,5 +110,6 @@ def create_api(ctx: "Context", enqueue: Enqueue | None = None) -> FastAPI:
     routes_content.register(api, deps)
     routes_settings.register(api, deps)
     routes_schedules.register(api, deps)
+    routes_messages.register(api, deps)
     return api
 
