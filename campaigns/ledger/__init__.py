@@ -14,6 +14,10 @@ statuses are the enums of `campaigns.models`. Modules:
   `in_doubt`, finish campaigns with no open row, the re-publish queries.
 - `reports`: a bounce or complaint report recorded once under its key, and what its
   category does to the delivery and the suppression list.
+- `messages`: a stream's campaign (`tx:NAME`), transactional messages with their content,
+  files and the caller's idempotency keys; the sweep of files and old keys.
+- `events`: a delivery's timeline and the event callbacks' outbox, written in the same
+  transaction as the change they tell of.
 - `reads`: read-only queries (lists, counts), light to import for the CLI.
 
 May import: `campaigns.models`, `campaigns.db`, `campaigns.errors`, `campaigns.bounces.model`
