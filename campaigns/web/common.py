@@ -72,7 +72,7 @@ class Deps:
 def cursor_of(value: str | None) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or len(value) > 18:
+    if not value.isascii() or not value.isdigit() or int(value) > 2**31 - 1:
         raise Problem(422, "invalid cursor", errors=[{"field": "cursor",
                                                       "reason": "use the `next` of a page"}])
     return int(value)

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Optional, Union
 
-from fastapi import FastAPI, Header, Query, Response
+from fastapi import FastAPI, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from campaigns.web.common import MAX_PAGE, Deps, Problem, cursor_of
@@ -205,7 +205,8 @@ def register(api: FastAPI, d: Deps) -> None:
         return done.response
 
     @api.get("/messages/{message_id}", tags=["messages"], response_model=MessageView)
-    def message_show(message_id: int, key: KeyInfo = d.need("read")) -> dict[str, Any]:
+    def message_show(message_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                     key: KeyInfo = d.need("read")) -> dict[str, Any]:
         """Status, attempts, the last reply, the bounce's category and reason, the
         provider's id, your `ref`, and the timeline of events."""
         from campaigns.ledger.messages import get
