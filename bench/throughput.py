@@ -99,7 +99,7 @@ def wait_done(db, name: str, total: int, timeout_s: float) -> float:  # type: ig
 
 
 def run_pipeline(db_url: str, port: int, count: int, workers: int,
-                 relay_rate: float | None = None) -> dict[str, float]:
+                 relay_rate: float | None = None, threads: int = 1) -> dict[str, float]:
     from campaigns import lifecycle
     from campaigns.context import open_context
     from campaigns.settings import load_settings
@@ -121,7 +121,8 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int,
     if relay_rate:  # a limit far above capacity: what the limiter itself costs
         from campaigns.delivery.ratestore import set_limit
         set_limit(ctx.db, redis.Redis.from_url(REDIS_URL), "relay:sink", relay_rate, 1000)
-    with WorkerGroup(workers, queue="campaigns.control,campaigns.transactional,campaigns.retry,campaigns", env=env):
+    with WorkerGroup(workers, queue="campaigns.control,campaigns.transactional,campaigns.retry,campaigns", env=env,
+                     pool="threads" if threads > 1 else "solo", concurrency=threads):
         lifecycle.launch(ctx.db, ctx.settings, "warmup", enqueue)  # workers booted and warm
         wait_done(ctx.db, "warmup", 50, 60)
         started = time.perf_counter()
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="messages in flight per worker process (a thread each)")
     parser.add_argument("--relay-rate", type=float, default=None,
                         help="set relay:sink to this rate (e.g. 100000: far above capacity)")
     parser.add_argument("--sink", choices=sorted(SINKS), default="aiosmtpd",
@@ -164,6 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     sink, port = start_sink(args.sink)
     results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
+                                  "threads": args.threads,
                                   "sink": args.sink, "relay_rate": args.relay_rate}
     try:
         size = len(HTML.encode()) * 2  # html + a text part of similar size
@@ -174,7 +178,7 @@ def main() -> None:
                 continue
             url = PG_URL if db == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
             results[db] = r = run_pipeline(url, port, args.messages, args.workers,
-                                           args.relay_rate)
+                                           args.relay_rate, args.threads)
             print(f"{db:10s} {r['sent']} sent in {r['total_s']:.1f} s = {r['rate']:.0f} msg/s "
                   f"(launch {r['launch_s']:.1f} s, {r['launch_rate']:.0f} enqueued/s); "
                   f"ratio to ceiling {r['rate'] / results['ceiling_rate']:.2f}")  # type: ignore[operator]

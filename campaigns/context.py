@@ -36,6 +36,7 @@ class Context:
     redis_timeout_s: float | None = None
     _parts: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _senders: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def embedded_redis(self) -> bool:
@@ -90,23 +91,28 @@ class Context:
 
     @property
     def sender(self) -> "Sender":
-        """The send path of this process: one relay connection per relay name."""
-        def make() -> Any:
+        """The send path of the calling thread: one relay connection per relay name. A
+        worker with several messages in flight (a thread each) has one Sender per thread,
+        so each has its own SMTP connections; the pacer, breaker and database are shared."""
+        me = threading.get_ident()
+        sender = self._senders.get(me)
+        if sender is None:
             from campaigns.delivery.sending import Sender
-            return Sender(self.settings, self.db, self.pacer, self.breaker)
-        return self._part("sender", make)  # type: ignore[no-any-return]
+            with self._lock:
+                sender = self._senders[me] = Sender(self.settings, self.db, self.pacer,
+                                                    self.breaker)
+        return sender
 
     @property
     def relay_refused(self) -> bool:
-        """Whether this process's sender was refused by a relay since it was made (its
+        """Whether a sender of this process was refused by a relay since it was made (its
         settings may be out of date: a person is fixing them)."""
-        sender = self._parts.get("sender")
-        return bool(sender is not None and sender.relay_refused)
+        return any(sender.relay_refused for sender in list(self._senders.values()))
 
     def close_sender(self) -> None:
         with self._lock:
-            sender = self._parts.pop("sender", None)
-        if sender is not None:
+            senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
             sender.close()
 
     def reconfigure(self, settings: Settings) -> None:

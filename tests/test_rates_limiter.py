@@ -299,3 +299,41 @@ def test_four_processes_share_one_limit(client: redis.Redis) -> None:
     window = math.floor(time.time()) - math.ceil(start_at.value)
     observed = RedisLimiter(client).observed_rate("relay:shared", window_s=window)
     assert observed * window == pytest.approx(2 * 50, rel=0.15)
+
+
+def test_observed_only_counts_reach_redis_in_batches_and_survive_a_failed_flush(
+        client: redis.Redis) -> None:
+    """A key with no rate or cap is only observed: counted in the process and added to its
+    ring in one call per flush (a thread flushes a last burst too); a flush that fails
+    keeps the counts for the next one."""
+    limiter = RedisLimiter(client, prefix=f"test:obs:{os.getpid()}:")
+    calls: list[int] = []
+    real = limiter._observe
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return real(*a, **kw)
+    limiter._observe = counting  # type: ignore[assignment]
+    for _ in range(300):
+        limiter.observe(["relay:main", "domain:google"])
+    deadline = time.monotonic() + 5
+    while limiter._observed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not limiter._observed and 1 <= len(calls) <= 3      # not 300 round trips
+    assert _ring_total(client, limiter, "relay:main") == 300
+    assert _ring_total(client, limiter, "domain:google") == 300
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise redis.ConnectionError("gone")
+    limiter._observe = broken  # type: ignore[assignment]
+    limiter.observe(["relay:main"], cost=5)
+    with pytest.raises(redis.ConnectionError):
+        limiter.flush_observed()
+    limiter._observe = real
+    limiter.flush_observed()
+    assert _ring_total(client, limiter, "relay:main") == 305
+
+
+def _ring_total(client: redis.Redis, limiter: RedisLimiter, key: str) -> int:
+    ring = client.hgetall(limiter._observed_key(key))
+    return sum(int(v) for k, v in ring.items() if k.decode().startswith("c"))

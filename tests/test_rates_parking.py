@@ -55,3 +55,17 @@ def test_a_failed_publish_removes_nothing(client: redis.Redis) -> None:
     with pytest.raises(redis.ConnectionError):
         parking.release(lambda target: (None, 1), broken)
     assert parking.counts() == {"domain:yahoo": 1}
+
+
+def test_a_message_parked_again_while_it_is_released_stays_parked(client: redis.Redis) -> None:
+    """A released message can come back denied (released a little ahead of its limit) and
+    be parked again before `release` returns: it must still be parked afterwards, not
+    dropped by the release's removal (it was, one run in four, under load)."""
+    parking = Parking(client, clock=FakeClock(5.0))
+    parking.park("domain:google", 7, "bulk")
+
+    def publish_and_deny_at_once(ids: list[int], priority: str) -> None:
+        for delivery_id in ids:           # a worker takes it and is denied again
+            parking.park("domain:google", delivery_id, priority)
+    parking.release(lambda target: (None, 1), publish_and_deny_at_once)
+    assert parking.counts() == {"domain:google": 1}

@@ -20,7 +20,7 @@ from campaigns.delivery.parking import Parking
 from campaigns.delivery.ratestore import current_limits
 from campaigns.rates import (AdaptiveThrottle, Decision, DomainGroups, Limit, RedisLimiter,
                              WarmupPlan, dns_mx_lookup)
-from campaigns.rates.limiter import calendar_day
+from campaigns.rates.limiter import ALLOWED, calendar_day
 from campaigns.settings import LimitConfig, Settings, WarmupConfig
 
 #: how long a worker trusts its copy of the limits (a `rates set` reaches it within this)
@@ -241,6 +241,10 @@ class Pacer:
         if priority == "transactional":
             self.mark_transactional(relay)
         limits = self.limits(relay, campaign, priority, address)
+        if all(limit.rate_per_s is None and limit.daily_cap is None for limit in limits):
+            # nothing to check, only rates to observe: counted locally, flushed in batches
+            self.limiter.observe([limit.key for limit in limits])
+            return ALLOWED
         for _ in range(MAX_SPINS):
             decision = self.limiter.acquire(limits)
             if (decision.allowed or decision.wait_s > self.settings.rates.max_wait_s

@@ -10,8 +10,11 @@ parked again). A rate changed with `rates set` or lowered by a throttle
 reply applies to the next release; an unset limit releases everything parked under it.
 
 Parked ids live in the same Redis as the queue and are as durable as queued tasks. A release
-publishes before it removes, so a crash in between publishes a message twice, which the
-ledger's claim turns into one send. A paused or cancelled campaign's parked messages are
+removes before it publishes: a message published first could come back denied and be parked
+again while still listed, and the removal would then drop it for good (seen as a message
+left parked forever). A publish that fails parks them again in their places; a crash
+between the two leaves the row `queued` with no task, which
+the upkeep publishes again from the ledger once the broker holds none. A paused or cancelled campaign's parked messages are
 released and skipped like queued ones.
 """
 from __future__ import annotations
@@ -68,7 +71,8 @@ class Parking:
                 if n < 1:
                     continue
                 credit_left = (credit - n) / pace
-            popped = self.client.zrange(PREFIX + target, 0, n - 1)
+            scored = self.client.zrange(PREFIX + target, 0, n - 1, withscores=True)
+            popped = [member for member, _ in scored]
             if rate is not None:
                 self.client.set(_RELEASED + target, now - credit_left, ex=3600)
             by_priority: dict[str, list[int]] = defaultdict(list)
@@ -76,9 +80,13 @@ class Parking:
                 text = member.decode() if isinstance(member, bytes) else str(member)
                 delivery_id, _, priority = text.partition("|")
                 by_priority[priority or "bulk"].append(int(delivery_id))
-            for priority, ids in by_priority.items():
-                publish(ids, priority)
             if popped:
                 self.client.zrem(PREFIX + target, *popped)
+            try:
+                for priority, ids in by_priority.items():
+                    publish(ids, priority)
+            except Exception:   # the broker refused: parked again, in their places
+                self.client.zadd(PREFIX + target, dict(scored), nx=True)
+                raise
             released += len(popped)
         return released

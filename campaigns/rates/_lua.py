@@ -167,3 +167,26 @@ for i = 1, n do
 end
 return 1
 """ % {"rolling": ROLLING_MINUTES, "slots": OBSERVED_SLOTS, "calendar_ttl": CALENDAR_TTL_S}
+
+#: `RedisLimiter.flush_observed`: counts taken without a limit to check (only observed),
+#: added to their rings in one call. KEYS: the rings; ARGV[1] now ("" = Redis TIME), then one
+#: count per key. The counts of the last flush interval land in the second of the flush.
+OBSERVE = """
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local sec = string.format('%%d', math.floor(now))
+local slot = string.format('%%d', math.floor(now) %% %(slots)d)
+for i = 1, #KEYS do
+  local key, cost = KEYS[i], tonumber(ARGV[i + 1])
+  if redis.call('HGET', key, 's' .. slot) == sec then
+    redis.call('HINCRBY', key, 'c' .. slot, cost)
+  else
+    redis.call('HSET', key, 's' .. slot, sec, 'c' .. slot, cost)
+    redis.call('EXPIRE', key, %(slots)d)
+  end
+end
+return 1
+""" % {"slots": OBSERVED_SLOTS}

@@ -8,6 +8,8 @@ arithmetic of the rate part is `campaigns.rates.gcra`; the script is `campaigns.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence, cast
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import redis
 
 from campaigns.errors import InputError
-from campaigns.rates._lua import ACQUIRE, OBSERVED_SLOTS, ROLLING_MINUTES
+from campaigns.rates._lua import ACQUIRE, OBSERVE, OBSERVED_SLOTS, ROLLING_MINUTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,8 @@ class Decision:
 
 
 ALLOWED = Decision(True, 0.0, None)
+#: counts of observed-only keys reach Redis at most this late (RedisLimiter.observe)
+FLUSH_S = 0.5
 
 
 def calendar_day(tz: str | ZoneInfo, now: float) -> tuple[str, float]:
@@ -95,6 +99,11 @@ class RedisLimiter:
         self.prefix = prefix
         self.clock = clock
         self._script = client.register_script(ACQUIRE)
+        self._observe = client.register_script(OBSERVE)
+        self._observed: dict[str, int] = {}      # key -> messages not yet flushed
+        self._observed_lock = threading.Lock()
+        self._flushed_at = time.monotonic()
+        self._flusher: threading.Thread | None = None
 
     # -- keys -------------------------------------------------------------------------------
     def _rate_key(self, key: str) -> str:
@@ -148,6 +157,47 @@ class RedisLimiter:
             day_end = f"{limit.day_ends_at:.6f}" if limit.day_ends_at is not None else "0"
             args.append(f"{interval} {limit.burst} {limit.daily_cap or 0} {mode} {day_end}")
         return keys, args
+
+    def observe(self, keys: Sequence[str], cost: int = 1) -> None:
+        """Count `cost` messages against `keys` that have no rate or cap to check (only
+        their observed rate is kept): counted here and added to Redis in one call at most
+        every FLUSH_S, instead of a round trip per message."""
+        with self._observed_lock:
+            for key in keys:
+                self._observed[key] = self._observed.get(key, 0) + cost
+            due = time.monotonic() - self._flushed_at >= FLUSH_S
+            if self._flusher is None:     # counts of a last burst reach Redis too
+                self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                                 name="observed-rate-flush")
+                self._flusher.start()
+        if due:
+            self.flush_observed()
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(FLUSH_S)
+            try:
+                self.flush_observed()
+            except redis.RedisError:
+                pass        # kept for the next flush (see flush_observed)
+
+    def flush_observed(self) -> None:
+        """Add the counts taken by `observe` to Redis now."""
+        with self._observed_lock:
+            pending, self._observed = self._observed, {}
+            self._flushed_at = time.monotonic()
+        if not pending:
+            return
+        now = "" if self.clock is None else f"{self.clock():.6f}"
+        keys = list(pending)
+        try:
+            self._observe(keys=[self._observed_key(k) for k in keys],
+                          args=[now, *(pending[k] for k in keys)])
+        except redis.RedisError:
+            with self._observed_lock:     # not lost: added to the next flush
+                for key, count in pending.items():
+                    self._observed[key] = self._observed.get(key, 0) + count
+            raise
 
     # -- reporting --------------------------------------------------------------------------
     def observed_rate(self, key: str, window_s: int = 60) -> float:
