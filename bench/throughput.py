@@ -4,12 +4,17 @@ For each database (SQLite, and PostgreSQL when reachable): import N contacts, la
 campaign (the ~5.7 KB newsletter of bench/mime_build.py, two personalised fields), and let
 two `-P solo` worker processes send it through real Redis to an aiosmtpd sink running in its
 own process. The ceiling is one smtplib loop over one connection sending N messages of the
-same size to the same sink. Run:
+same size to the same sink. The sink's capacity is 5 threads of this process, one smtplib
+connection each, sending N/5 messages each (the physical limit of the sink on this machine).
+With --peer, django-post_office 3.12 with its Celery integration (bench/peer_postoffice.py,
+in a venv of its own made on first use) sends the same N messages to the same sink on each
+database of the run. Run:
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--workers 2] [--db sqlite,postgresql]
-                                         [--sink aiosmtpd|fast]
+                                         [--sink aiosmtpd|fast] [--peer]
 
-Prints messages/s, the ceiling and their ratio; writes bench/results/throughput-*.json.
+Prints messages/s, the peer's, ours/peer and the ratios to the ceiling and to the 5-connection
+capacity; writes bench/results/throughput-*.json.
 """
 from __future__ import annotations
 
@@ -57,6 +62,36 @@ def ceiling(port: int, count: int, size: int) -> float:
         for i in range(count):
             smtp.sendmail("a@bench.test", [f"b{i}@bench.test"], body)
         return count / (time.perf_counter() - started)
+
+
+def capacity(port: int, count: int, size: int, connections: int = 5) -> float:
+    """`connections` threads, one smtplib connection each, `count` messages in all: messages/s."""
+    import threading
+    body = (b"Subject: capacity\r\nFrom: a@bench.test\r\nTo: b@bench.test\r\n\r\n"
+            + b"x" * 70 + b"\r\n") * max(1, size // 72)
+    share = [count // connections + (1 if i < count % connections else 0) for i in range(connections)]
+    smtps = [smtplib.SMTP("127.0.0.1", port) for _ in range(connections)]
+    for smtp in smtps:
+        smtp.ehlo()
+    gate = threading.Barrier(connections + 1)
+
+    def loop(smtp: smtplib.SMTP, n: int, k: int) -> None:
+        gate.wait()
+        for i in range(n):
+            smtp.sendmail("a@bench.test", [f"c{k}-{i}@bench.test"], body)
+
+    threads = [threading.Thread(target=loop, args=(smtp, n, k))
+               for k, (smtp, n) in enumerate(zip(smtps, share))]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for smtp in smtps:
+        smtp.quit()
+    return count / elapsed
 
 
 def prepare(env: dict[str, str], folder: Path, count: int) -> None:
@@ -164,6 +199,8 @@ def main() -> None:
                         help="set relay:sink to this rate (e.g. 100000: far above capacity)")
     parser.add_argument("--sink", choices=sorted(SINKS), default="aiosmtpd",
                         help="aiosmtpd (the project's sink) or fast (bench/fastsink.py)")
+    parser.add_argument("--peer", action="store_true",
+                        help="also django-post_office + Celery on each database, same sink, same N")
     args = parser.parse_args()
     sink, port = start_sink(args.sink)
     results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
@@ -172,6 +209,8 @@ def main() -> None:
     try:
         size = len(HTML.encode()) * 2  # html + a text part of similar size
         results["ceiling_rate"] = ceiling(port, args.messages, size)
+        results["capacity5_rate"] = capacity(port, args.messages, size)
+        results["load_before"] = os.getloadavg()
         for db in args.db.split(","):
             if db == "postgresql" and not pg_available():
                 print("PostgreSQL not reachable: skipped")
@@ -179,10 +218,29 @@ def main() -> None:
             url = PG_URL if db == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
             results[db] = r = run_pipeline(url, port, args.messages, args.workers,
                                            args.relay_rate, args.threads)
+            r["ratio_ceiling"] = r["rate"] / results["ceiling_rate"]  # type: ignore[operator]
+            r["ratio_capacity5"] = r["rate"] / results["capacity5_rate"]  # type: ignore[operator]
             print(f"{db:10s} {r['sent']} sent in {r['total_s']:.1f} s = {r['rate']:.0f} msg/s "
                   f"(launch {r['launch_s']:.1f} s, {r['launch_rate']:.0f} enqueued/s); "
-                  f"ratio to ceiling {r['rate'] / results['ceiling_rate']:.2f}")  # type: ignore[operator]
+                  f"ratio to ceiling {r['ratio_ceiling']:.2f}, to 5-connection capacity "
+                  f"{r['ratio_capacity5']:.2f}", flush=True)
+            if args.peer:
+                from peer_postoffice import run_peer
+                p = run_peer(db, port, args.messages, args.workers)
+                p["ratio_ceiling"] = p["rate"] / results["ceiling_rate"]  # type: ignore[operator]
+                p["ratio_capacity5"] = p["rate"] / results["capacity5_rate"]  # type: ignore[operator]
+                results[f"peer_{db}"] = p
+                r["ratio_peer"] = r["rate"] / p["rate"]
+                print(f"{'  peer':10s} django-post_office {p['sent']} sent in {p['total_s']:.1f} s = "
+                      f"{p['rate']:.0f} msg/s (send_many {p['queue_s']:.1f} s); ratio to ceiling "
+                      f"{p['ratio_ceiling']:.2f}, to 5-connection capacity {p['ratio_capacity5']:.2f}; "
+                      f"ours/peer {r['ratio_peer']:.2f}", flush=True)
+        results["load_after"] = os.getloadavg()
         print(f"ceiling    one smtplib connection: {results['ceiling_rate']:.0f} msg/s")
+        print(f"capacity   5 smtplib connections:  {results['capacity5_rate']:.0f} msg/s "
+              f"({results['capacity5_rate'] / results['ceiling_rate']:.2f} x ceiling)")  # type: ignore[operator]
+        print("load average before/after: %.2f / %.2f" % (results["load_before"][0],  # type: ignore[index]
+                                                        results["load_after"][0]))  # type: ignore[index]
     finally:
         sink.terminate()
         sink.wait()
