@@ -2,7 +2,7 @@
 
 The HTTP relays (SendGrid, Mailgun, Postmark, SES) say what a refusal means as a `category`
 and `reason` with the `http_status`; they invent no SMTP reply code for the classifier to
-decode again. campaigns.delivery.sending._verdict acts on the category the relay gave, reads
+decode again. campaigns.delivery.retries._verdict acts on the category the relay gave, reads
 an SMTP reply with the classifier only when there is one, and calls a failure with neither a
 network error."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from campaigns.bounces import BounceCategory, Classification, classify_reply
-from campaigns.delivery.sending import RATE_WORDS, _verdict
+from campaigns.delivery.retries import RATE_WORDS, _verdict
 from campaigns.errors import (RelayConfigError, RelayError, RelayPermanentError,
                               RelayTemporaryError)
 from campaigns.relays import OutgoingMessage, Relay, build_relay

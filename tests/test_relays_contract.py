@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from campaigns.errors import (ConfigError, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError)
-from campaigns.delivery.sending import _verdict
+from campaigns.delivery.retries import _verdict
 from campaigns.content.mime import Attachment, MessageBuilder, make_message_id
 from campaigns.relays import BUILTIN_KINDS, OutgoingMessage, Relay, available_kinds, build_relay
 from campaigns.relays.presets import SMTP_PRESETS
@@ -239,7 +239,7 @@ def _texts(err: BaseException) -> str:
 
 
 def _category(err: RelayError) -> str:
-    """The category the send path acts on (campaigns.delivery.sending._verdict)."""
+    """The category the send path acts on (campaigns.delivery.retries._verdict)."""
     return _verdict(err).category.value
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -27,6 +28,11 @@ RELOAD_CHECK_S = 1.0
 RESTART_ONLY = ("data_dir", "database_url", "redis_url", "queue")
 
 settings = load_settings()
+# Celery logs two INFO lines per task (received, succeeded): two lines per message at INFO,
+# the worker's default. Kept off unless asked for (CAMPAIGNS_LOG_TASKS=1); failures still log.
+if os.environ.get("CAMPAIGNS_LOG_TASKS") != "1":
+    for _name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(_name).setLevel(logging.WARNING)
 app = Celery("campaigns", include=["workers.tasks"])
 app.conf.update(
     broker_url=broker_url(settings),

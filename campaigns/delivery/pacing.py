@@ -102,6 +102,12 @@ class Pacer:
             self._effective.clear()
             self._loaded_at = now
 
+    def unlimited(self) -> bool:
+        """No rate, cap, warm-up or throttle state anywhere (as of the last refresh): every
+        acquire is allowed and only counted, so the send path may claim before it asks."""
+        self.refresh()
+        return not self._limits and not self._throttled and not self.settings.rates.warmup
+
     def _read_tx_active(self) -> set[str]:
         relays = list(self.settings.relays)
         if not relays:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from datetime import timedelta
 
-from campaigns.bounces import BounceCategory, BounceReport, Classification, classify_reply
+from campaigns.bounces import BounceCategory, BounceReport, Classification
 from campaigns.content.attachments import AttachmentError
 from campaigns.content.compose import (CampaignRuntime, compile_stored, compose,
                                        compose_message, load_runtime, return_path)
@@ -25,9 +25,10 @@ from campaigns.ledger.events import EVENT_OF_STATUS
 from campaigns.ledger.reads import get_template
 from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
 from campaigns.delivery.pacing import Pacer
+from campaigns.delivery.retries import RATE_WORDS, RETRIED, _verdict, backoff_s, spread_s
 from campaigns.delivery.pools import Breaker, candidates
 from campaigns.relays import OutgoingMessage, Relay, build_relay
-from campaigns.settings import SendingPolicy, Settings, require_secrets
+from campaigns.settings import Settings, require_secrets
 
 log = logging.getLogger(__name__)
 
@@ -54,45 +55,6 @@ class _Route:
     pool: bool
     rt: CampaignRuntime
     message: Any = None   # a transactional message's content (campaigns.ledger.messages)
-
-
-#: the classifier's rule for a throttle it read in the reply's words ("rate limited", "too
-#: many connections"), and the rule of a throttle a relay states (a provider's 429); a
-#: throttle the classifier infers from a bare code (421, 4.7.x) is no rate signal
-RATE_WORDS = "throttle"
-
-
-def _verdict(err: RelayError) -> Classification:
-    """What a relay's failure means, decided once, here: the category the relay gave when it
-    knows the meaning (an HTTP API's status or error field), else the classifier's reading of
-    the server's SMTP reply, else (no reply at all) a network error."""
-    if err.category is not None:
-        category = BounceCategory(err.category)
-        # a relay's stated throttle is about the rate (a provider's 429): RATE_WORDS, so the
-        # throttle slows whoever said it (campaigns.delivery.pacing.throttle_target)
-        rule = RATE_WORDS if category is BounceCategory.THROTTLE else f"relay:{category.value}"
-        return Classification.of(err.reason or category.value, category, rule=rule)
-    if err.code is None:
-        return Classification.of("networkerror")
-    return classify_reply(err.code, err.text or str(err), err.enhanced, from_relay=True)
-
-
-#: categories of a 5xx reply that are still retried within the attempt budget
-RETRIED = frozenset({BounceCategory.SOFT, BounceCategory.BLOCK, BounceCategory.UNKNOWN})
-
-
-def backoff_s(policy: SendingPolicy, attempts: int, hint_s: float | None = None) -> float:
-    """Exponential backoff with jitter; a server's "retry after" hint wins when longer."""
-    delay = min(policy.retry_max_s, policy.retry_base_s * float(2 ** max(0, attempts - 1)))
-    delay *= random.uniform(1.0, 1.5)
-    return float(max(delay, hint_s or 0.0))
-
-
-def spread_s(policy: SendingPolicy, age_s: float, hint_s: float | None = None) -> float:
-    """The wait before retrying a row that spends no attempt (a throttle): it grows with the
-    row's age (half of it, with jitter), so the retries of a throttled recipient are spread
-    over [sending] max_defer_s, a few dozen at most, instead of coming back forever."""
-    return max(backoff_s(policy, 1, hint_s), 0.5 * age_s * random.uniform(1.0, 1.5))
 
 
 class Sender:
@@ -189,14 +151,49 @@ class Sender:
     def deliver(self, delivery_id: int, hops: int = 0) -> Outcome:
         """Send one ledger row if it can be claimed. Never raises for a recipient's or
         relay's failure: the answer is written to the row and returned."""
+        if self.pacer.unlimited():      # no limit anywhere: the claim is the first step
+            done = self._claim_first(delivery_id, hops)
+            if done is not None:
+                return done
         route = self._precheck(delivery_id, hops)
         if isinstance(route, Outcome):
             return route
         claimed = ledger.claim(self.db, delivery_id, self.settings.sending.lease_s)
-        rt = route.rt
         if claimed is None:   # taken by another worker, or suppressed since the precheck
-            return self._suppressed(rt, delivery_id)
+            return self._suppressed(route.rt, delivery_id)
+        return self._compose_and_send(delivery_id, *claimed, route)
+
+    def _claim_first(self, delivery_id: int, hops: int) -> Outcome | None:
+        """With no limit to ask first, one round trip fewer: claim, then choose the relay.
+        A row found not sendable after all (window closed, every breaker open, a limit set
+        meanwhile) is given back untouched. None: not claimable, or given back for the
+        careful path (`_precheck`) to say why."""
+        claimed = ledger.claim(self.db, delivery_id, self.settings.sending.lease_s)
+        if claimed is None:
+            return None
         row, contact = claimed
+        rt = self._runtime(row.campaign_id)
+        if rt.window is not None and not rt.window.contains(utcnow()):
+            ledger.unclaim(self.db, delivery_id)
+            return SKIPPED  # the upkeep parks the campaign and republishes at the opening
+        message = ledger_messages.content(self.db, delivery_id) if row.origin != "list" \
+            else None
+        chosen = message.relay if message is not None and message.relay else rt.relay
+        names = candidates(self.settings, chosen)
+        for i, relay in enumerate(names):
+            if not self.breaker.allow(relay):
+                continue
+            if not self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops).allowed:
+                break
+            route = _Route(relay, names[i + 1:], self.settings.pool(chosen) is not None, rt,
+                           message)
+            return self._compose_and_send(delivery_id, row, contact, route)
+        ledger.unclaim(self.db, delivery_id)
+        return None
+
+    def _compose_and_send(self, delivery_id: int, row: Any, contact: Any,
+                          route: _Route) -> Outcome:
+        rt = route.rt
         if route.message is not None:
             return self._deliver_message(rt, delivery_id, row, route)
         attributes, source_dir = (dict(contact[0] or {}), contact[1]) if contact else ({}, None)

@@ -33,7 +33,7 @@ _CLAIM = (update(Delivery)
                   updated_at=bindparam("b_now", type_=_WHEN),
                   lease_until=bindparam("b_lease", type_=_WHEN))
           .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
-                     Delivery.contact_id))
+                     Delivery.contact_id, Delivery.origin))
 _CONTACT = select(Contact.attributes, Contact.source_dir).where(Contact.id == bindparam("b_id"))
 
 
@@ -71,6 +71,13 @@ _MARK_SUPPRESSED = (update(Delivery)
                             next_attempt_at=None, updated_at=bindparam("b_now", type_=_WHEN),
                             reply_text="suppressed after launch")
                     .returning(Delivery.id, Delivery.campaign_id))
+# claimed, then found not to be sendable now (its window closed, every relay's breaker
+# open): back to the queue as it was
+_UNCLAIM = (update(Delivery)
+            .where(Delivery.id == bindparam("b_id", type_=Integer),
+                   Delivery.status == DeliveryStatus.SENDING.value)
+            .values(status=DeliveryStatus.QUEUED.value, attempts=Delivery.attempts - 1,
+                    lease_until=None))
 # our relay refused us: the row goes back to the queue, its attempt not counted
 _GIVE_BACK = (update(Delivery).where(Delivery.id == bindparam("b_id", type_=Integer))
               .values(status=DeliveryStatus.QUEUED.value, attempts=Delivery.attempts - 1,
@@ -97,7 +104,7 @@ def claim(db: Database, delivery_id: int, lease_s: float) -> tuple[Any, Any] | N
     """Take the row for sending: pending, due, its campaign sending and its address not
     suppressed for it, all in the one UPDATE, so no copy starts after a suppression is
     recorded or a pause. Counts the attempt and sets the lease. Returns the row
-    (campaign_id, address, attempts, contact_id) and its contact's (attributes, source_dir),
+    (campaign_id, address, attempts, contact_id, origin) and its contact's (attributes, source_dir),
     or None when another worker has it or it is not claimable."""
     now = utcnow()
     params = {"b_id": delivery_id, "b_now": now,
@@ -109,6 +116,13 @@ def claim(db: Database, delivery_id: int, lease_s: float) -> tuple[Any, Any] | N
             return None
         contact = conn.execute(_CONTACT, {"b_id": row.contact_id}).first()
     return row, contact
+
+
+def unclaim(db: Database, delivery_id: int) -> None:
+    """Give a row this worker claimed back untouched (`queued`, its attempt not counted):
+    it turned out not to be sendable now, before anything was handed to a relay."""
+    with db.engine.begin() as conn:
+        conn.execute(_UNCLAIM, {"b_id": delivery_id})
 
 
 def mark_suppressed(db: Database, delivery_id: int, *, event: bool = False,
