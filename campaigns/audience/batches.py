@@ -7,26 +7,42 @@ with one `executemany`. Then, joined with it: the contacts that exist (one SELEC
 ones (`INSERT … SELECT … ON CONFLICT (email) DO NOTHING RETURNING`, in file order), and the
 list's memberships of the new ones and of the existing ones not yet in it (PostgreSQL: one
 `INSERT … SELECT unnest(ids)`; SQLite: one executemany). Attribute merges of
-contacts that exist stay in Python (the importer's rules) and are one executemany UPDATE."""
+contacts that exist stay in Python (the importer's rules); the changed ones are one UPDATE … FROM
+a COPY-filled `import_update` on PostgreSQL, one executemany UPDATE on SQLite."""
 from __future__ import annotations
 
+import json
 from json.encoder import encode_basestring_ascii as _quoted  # type: ignore[attr-defined]
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, column, text
+from sqlalchemy import Connection, Table, bindparam, column, text, update
+from sqlalchemy.orm import Session
 
 from campaigns.models import Contact
 
 _CONTACTS = cast(Table, Contact.__table__)
-Existing = dict[str, tuple[int, dict[str, Any], "str | None", bool]]
+#: address -> (id, attributes (None: the batch changes nothing of it), source_dir, member)
+Existing = dict[str, tuple[int, "dict[str, Any] | None", "str | None", bool]]
 
-_LOAD = text(
-    "SELECT c.id, c.email, c.attributes, c.source_dir, m.contact_id FROM import_stage s "
-    "JOIN contacts c ON c.email = s.email "
-    "LEFT JOIN list_members m ON m.contact_id = c.id AND m.list_id = :list_id"
-).columns(column("id"), column("email"), column("attributes", _CONTACTS.c.attributes.type),
-          column("source_dir"), column("member"))
+_ATTRS = column("attributes", _CONTACTS.c.attributes.type)
+
+
+def _load(same: str) -> Any:
+    return text(
+        f"SELECT c.id, c.email, CASE WHEN {same} THEN NULL ELSE c.attributes END AS attributes, "
+        f"c.source_dir, m.contact_id, {same} AS same FROM import_stage s "
+        "JOIN contacts c ON c.email = s.email "
+        "LEFT JOIN list_members m ON m.contact_id = c.id AND m.list_id = :list_id"
+    ).columns(column("id"), column("email"), _ATTRS, column("source_dir"), column("member"),
+              column("same"))
+
+
+# On PostgreSQL a contact the batch leaves as it is (its attributes contain the staged ones,
+# its folder stays) comes without its attributes: nothing to merge, decode or write.
+_LOAD = {"postgresql": _load(
+    "(c.attributes::jsonb @> CAST(s.attributes AS jsonb) AND (CAST(:source_dir AS text) IS NULL "
+    "OR c.source_dir = :source_dir))"), "sqlite": _load("0")}
 _JOIN = {"postgresql": text("INSERT INTO list_members (list_id, contact_id) SELECT :list_id, "
                             "unnest(CAST(:ids AS integer[])) ON CONFLICT DO NOTHING"),
          "sqlite": text("INSERT INTO list_members (list_id, contact_id) VALUES (:list_id, :id) "
@@ -47,6 +63,10 @@ def _create(attributes: str) -> Any:
     ).bindparams(bindparam("now", type_=stamp), bindparam("source_dir"))
 
 
+_UPDATE = text(
+    "UPDATE contacts AS c SET attributes = CAST(u.attributes AS json), source_dir = u.source_dir, "
+    "updated_at = :now FROM import_update u WHERE c.id = u.id"
+).bindparams(bindparam("now", type_=_CONTACTS.c.updated_at.type))
 _CREATE = {"postgresql": _create("CAST(s.attributes AS json)"), "sqlite": _create("s.attributes")}
 
 
@@ -64,6 +84,7 @@ class BatchWriter:
         self.list_id, self.source_dir = list_id, source_dir
         dialect = "postgresql" if self.postgres else "sqlite"
         self.create_stmt, self.join_stmt = _CREATE[dialect], _JOIN[dialect]
+        self.load_stmt = _LOAD[dialect]
 
     def stage(self, conn: Connection, chunk: dict[str, dict[str, str]]) -> None:
         """The batch's rows into `import_stage` (created empty for this transaction)."""
@@ -86,9 +107,10 @@ class BatchWriter:
                                  "VALUES (?, ?, ?)", rows)
 
     def existing(self, conn: Connection) -> Existing:
-        """address -> (id, attributes, source_dir, already in the list), of staged rows."""
-        return {email: (cid, dict(attrs or {}), src, member is not None)
-                for cid, email, attrs, src, member in conn.execute(_LOAD, {"list_id": self.list_id})}
+        """The staged addresses that are contacts: see `Existing`."""
+        params = {"list_id": self.list_id, "source_dir": self.source_dir}
+        return {email: (cid, None if same else dict(attrs or {}), src, member is not None)
+                for cid, email, attrs, src, member, same in conn.execute(self.load_stmt, params)}
 
     def create(self, conn: Connection, now: datetime) -> dict[str, int]:
         """The staged addresses no contact has yet become contacts: address -> id of the
@@ -104,3 +126,23 @@ class BatchWriter:
             conn.execute(self.join_stmt, {"list_id": self.list_id, "ids": ids})
         else:
             conn.execute(self.join_stmt, [{"list_id": self.list_id, "id": i} for i in ids])
+
+    def update(self, session: Session, changes: list[dict[str, Any]]) -> None:
+        """Contacts whose attributes or folder changed (`id`, `attributes`, `source_dir`,
+        `updated_at`): on PostgreSQL COPY into `import_update` and one UPDATE … FROM;
+        on SQLite one executemany UPDATE."""
+        if not changes:
+            return
+        if not self.postgres:
+            session.execute(update(Contact), changes)
+            return
+        conn = session.connection()
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE import_update (id integer, attributes text, "
+                             "source_dir text) ON COMMIT DROP")
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy("COPY import_update (id, attributes, source_dir) FROM STDIN") as copy:
+                for change in changes:
+                    copy.write_row((change["id"], json.dumps(change["attributes"]),
+                                    change["source_dir"]))
+        conn.execute(_UPDATE, {"now": changes[0]["updated_at"]})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.audience import positions
@@ -32,7 +32,7 @@ from campaigns.audience.batches import BatchWriter, Existing
 from campaigns.audience.csvread import (_decoded_lines, _Header, _open_csv, scan)
 from campaigns.db import Database, insert_for
 from campaigns.errors import InputError, NotFound
-from campaigns.models import Contact, ContactList, utcnow
+from campaigns.models import ContactList, utcnow
 
 __all__ = ["CHUNK_ROWS", "ImportReport", "RowError", "get_list", "import_contacts",
            "normalise_address", "_decoded_lines", "_open_csv"]
@@ -301,6 +301,9 @@ class _Importer:
                 existing: Existing) -> None:
         now, changes, watched = utcnow(), [], {}
         for address, (cid, attrs, source_dir, member) in existing.items():
+            if attrs is None:   # the database found nothing to change
+                self._record(address, "unchanged" if member else "updated")
+                continue
             merged = {**attrs, **chunk[address]}
             folder = source_dir if self.source_dir is None else self.source_dir  # None: kept
             changed = merged != attrs or source_dir != folder
@@ -310,8 +313,7 @@ class _Importer:
                 if names := self.watch.changed(attrs, chunk[address]):
                     watched[cid] = names
             self._record(address, "updated" if changed or not member else "unchanged")
-        if changes:
-            session.execute(update(Contact), changes)
+        self.writer.update(session, changes)
         self.watch.note(session, watched)
 
     def _record(self, address: str, outcome: str) -> None:
