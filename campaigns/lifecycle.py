@@ -75,18 +75,20 @@ class LaunchReport:
     campaign: str
     added: int = 0
     suppressed: int = 0
-    enqueued: int = 0
+    enqueued: int = 0           # handed to the broker now (the first window; the feeder the rest)
     relaunch: bool = False      # it was already sending (or waiting): nothing new starts
     was: str = ""               # its status before this launch
-    queued: int = 0             # on a relaunch: its rows still queued
+    queued: int = 0             # its rows queued for sending
     warnings: list[str] = field(default_factory=list)
 
 
 def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> LaunchReport:
-    """Preflight, expand the list into the ledger, mark the campaign sending, enqueue.
+    """Preflight, mark the campaign sending, write its rows (in batches, inside the
+    database) and hand the first window of them to the broker after the first batch: the
+    workers' feeder (`feed`) hands over the rest as they drain the queue.
 
     Idempotent: launching a campaign that is already sending adds only recipients that
-    joined the list since and re-publishes unsent rows (claims make duplicates harmless)."""
+    joined the list since (the feeder hands them over; claims make duplicates harmless)."""
     from campaigns.content.preflight import run_preflight
 
     with db.session() as s:
@@ -101,26 +103,64 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
                           was=campaign.status)
     if not report.relaunch:
         report.warnings = run_preflight(db, settings, campaign)
-    report.added, report.suppressed = ledger_rows.expand(db, campaign.id, campaign.list_id,
-                                                         settings.sending.expand_batch)
-    if report.relaunch:
-        report.queued = status_counts(db, campaign.id).get(DeliveryStatus.QUEUED.value, 0)
     closed = _window_closed(campaign, utcnow())
-    if campaign.status == WAITING.value and closed:
-        return report  # the upkeep publishes its rows when the window opens
-    if not ledger_campaigns.transition(
+    if not (campaign.status == WAITING.value and closed) and not ledger_campaigns.transition(
             db, campaign.id, campaign.status, WAITING if closed else SENDING, closed,
-            resume_at=None, launched_at=func.coalesce(Campaign.launched_at, utcnow())):
+            resume_at=None, expanded_at=None,
+            launched_at=func.coalesce(Campaign.launched_at, utcnow())):
         with db.session() as s:
             now_status = get_campaign(s, name).status
-        if now_status in ledger_campaigns.ACTIVE:   # a launch at the same time won: it enqueues
+        if now_status in ledger_campaigns.ACTIVE:   # a launch at the same time won
             report.relaunch, report.was = True, now_status
             return report
         raise StateError(f"campaign '{name}' became {now_status} while launching")
-    if not closed:
-        report.enqueued = _enqueue_status(db, campaign, (DeliveryStatus.QUEUED.value,), enqueue,
-                                          settings.sending.enqueue_batch)
+    ledger_campaigns.set_values(db, campaign.id, expanded_at=None)
+
+    def first_window() -> None:
+        # after each committed batch of rows: sending starts with the first one
+        if not closed and report.enqueued < settings.sending.feed_window:
+            report.enqueued += _feed_one(db, campaign, enqueue,
+                                         settings.sending.feed_window - report.enqueued)
+    report.added, report.suppressed = ledger_rows.expand(
+        db, campaign.id, campaign.list_id, settings.sending.expand_batch, first_window)
+    ledger_campaigns.set_values(db, campaign.id, expanded_at=utcnow())
+    report.queued = status_counts(db, campaign.id).get(DeliveryStatus.QUEUED.value, 0)
     return report
+
+
+def _feed_one(db: Database, campaign: Campaign, enqueue: Enqueue, room: int) -> int:
+    """Hand the campaign's next `room` queued rows to the broker (the feed cursor moves)."""
+    ids = ledger_rows.feed(db, campaign.id, room)
+    for start in range(0, len(ids), 1000):
+        enqueue(ids[start:start + 1000], None, campaign.priority)
+    return len(ids)
+
+
+def feed(db: Database, settings: Settings, enqueue: Enqueue,
+         waiting: Callable[[str], int | None]) -> int:
+    """Keep [sending] feed_window send tasks waiting in the broker for each priority, taken
+    from the ledger in id order, shared among the sending campaigns (a stream's messages are
+    published when they are handed over). `waiting(priority)`: the tasks in that queue now
+    (None when the broker cannot tell: the rows handed over and not yet taken are counted
+    instead). A message parked under a limit is not waiting, so a slow receiver never
+    fills the window. Run by one worker of the fleet at a time. Returns how many."""
+    window = settings.sending.feed_window
+    by_priority: dict[str, list[Campaign]] = {}
+    for campaign in active_campaigns(db):
+        if campaign.status == SENDING.value and campaign.stream is None:
+            by_priority.setdefault(campaign.priority, []).append(campaign)
+    fed = 0
+    for priority, campaigns in by_priority.items():
+        depth = waiting(priority)
+        if depth is None:
+            depth = sum(ledger_rows.in_flight(db, c.id) for c in campaigns)
+        room = window - depth
+        if room <= 0:
+            continue
+        share = max(1, room // len(campaigns))
+        for campaign in campaigns:
+            fed += _feed_one(db, campaign, enqueue, share)
+    return fed
 
 
 def _window_closed(campaign: Campaign, now: datetime) -> str | None:
@@ -133,18 +173,6 @@ def _window_closed(campaign: Campaign, now: datetime) -> str | None:
         return None
     opening = window.next_opening(now)
     return (f"waiting for window {window.describe()}; opens {opening:%Y-%m-%d %H:%M} UTC")
-
-
-def _enqueue_status(db: Database, campaign: Campaign, statuses: Sequence[str], enqueue: Enqueue,
-                    batch: int) -> int:
-    last, total = 0, 0
-    while True:
-        ids = ledger_rows.ids_page(db, campaign.id, statuses, last, batch)
-        if not ids:
-            return total
-        enqueue(ids, None, campaign.priority)
-        total += len(ids)
-        last = ids[-1]
 
 
 def pause(db: Database, name: str, reason: str = "paused by a person") -> None:
@@ -162,8 +190,11 @@ def resume(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> int
 
 def _publish_unsent(db: Database, settings: Settings, campaign: Campaign,
                     enqueue: Enqueue) -> int:
-    count = _enqueue_status(db, campaign, (DeliveryStatus.QUEUED.value,), enqueue,
-                            settings.sending.enqueue_batch)
+    """After a pause or a wait: the tasks published before were taken and skipped, so the
+    feed starts again from the first unsent row (a first window now, the feeder the rest)
+    and deferred rows get their retry tasks again."""
+    ledger_rows.unfed(db, campaign.id)
+    count = _feed_one(db, campaign, enqueue, settings.sending.feed_window)
     return count + _enqueue_deferred(db, campaign.id, enqueue)
 
 

@@ -171,6 +171,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the launch wrote every row by then (None: still writing, or never launched)
+    expanded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the highest row id the feeder handed to the broker (rows above wait in the ledger)
+    fed_until: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Delivery(Base):
@@ -181,6 +185,7 @@ class Delivery(Base):
               sqlite_where=text("origin = 'list'"), postgresql_where=text("origin = 'list'")),
         Index("ix_delivery_campaign_status", "campaign_id", "status"),
         Index("ix_delivery_status_lease", "status", "lease_until"),
+        Index("ix_delivery_feed", "campaign_id", "status", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))

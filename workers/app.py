@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 MAINTENANCE_EVERY_S = 2.0
 #: how often parked messages are released (one worker at a time, under a Redis lock)
 RELEASE_EVERY_S = 0.2
+#: how often the queues are topped up from the ledger (one worker at a time)
+FEED_EVERY_S = 0.2
 #: how often due event callbacks are published (one worker at a time, under a Redis lock)
 CALLBACKS_EVERY_S = 1.0
 #: a worker looks at its config file's modification time at most this often (per task)
@@ -143,6 +145,13 @@ def _upkeep() -> None:
         log.info("ledger upkeep: %s", done)
 
 
+def _feed() -> None:
+    """Top up the broker's queues from the ledger (campaigns.lifecycle.feed)."""
+    from campaigns.lifecycle import feed
+    from workers.dispatch import enqueue, waiting
+    feed(context().db, context().settings, enqueue, waiting)
+
+
 def _release_parked() -> None:
     """Hand messages parked under a receiver group's or campaign's limit back to the
     queue at that limit's rate (campaigns.delivery.parking)."""
@@ -176,6 +185,8 @@ def _start_maintenance(**_: Any) -> None:
               int(MAINTENANCE_EVERY_S * 900), _upkeep),
              ("releasing parked messages", RELEASE_EVERY_S, "campaigns:releaser",
               int(RELEASE_EVERY_S * 900), _release_parked),
+             ("feeding the queue from the ledger", FEED_EVERY_S, "campaigns:feeder",
+              int(FEED_EVERY_S * 900), _feed),
              ("publishing event callbacks", CALLBACKS_EVERY_S, "campaigns:callbacks",
               int(CALLBACKS_EVERY_S * 900), _publish_callbacks)]
     if settings.bounces.imap is not None:   # one poll per interval in the whole fleet

@@ -42,6 +42,19 @@ def _broker_client() -> Any:
     return context().redis
 
 
+def waiting(priority: str) -> int | None:
+    """Send tasks waiting in the queue of `priority` (not yet taken by a worker); None for a
+    broker other than Redis."""
+    from campaigns.context import broker_url
+    if not broker_url(settings).startswith(("redis", "rediss", "unix")):
+        return None
+    queue = queue_for(priority)
+    pipe = _broker_client().pipeline(transaction=False)
+    for suffix in ("", *(f"{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)):
+        pipe.llen(queue + suffix)
+    return sum(int(n) for n in pipe.execute())
+
+
 def pending() -> int | None:
     """Send tasks the broker holds: waiting in the send queues, taken by a worker and not yet
     acknowledged (with their countdowns), or parked under a limit (campaigns.delivery.parking). None

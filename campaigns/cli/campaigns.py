@@ -80,7 +80,7 @@ def launch(name: str,
         err.print(f"warning: {warning}")
     added = f"{report.added} recipients added ({report.suppressed} suppressed)"
     if not report.relaunch:
-        out.print(f"campaign '{name}' launched: {added}, {report.enqueued} queued for sending")
+        out.print(f"campaign '{name}' launched: {added}, {report.queued} queued for sending")
         return
     # nothing is sent twice: the queued rows were published again, claims keep them single
     out.print(f"campaign '{name}' already {report.was}: {report.queued} queued"

@@ -102,7 +102,7 @@ def run_demo(*, count: int, workers: int, follow: Callable[..., dict[str, Any]],
                                   template="natale", from_addr="Negozio Più Bello <news@example.it>")
         group = WorkerGroup(workers, queue=c.settings.worker_queues, env=env).start()
         launched = lifecycle.launch(c.db, c.settings, "natale-2026", enqueue or enqueue_fn())
-        out.print(f"launched: {launched.enqueued} messages queued, {workers} worker processes")
+        out.print(f"launched: {launched.queued} messages queued, {workers} worker processes")
         snapshot = follow(c.db, "natale-2026", timeout_s=timeout_s)
         k = snapshot["counts"]
         out.print(f"done in {time.monotonic() - started:.1f} s: sent {k['sent']}, bounced "

@@ -90,9 +90,11 @@ def set_values(db: Database, campaign_id: int, **values: Any) -> None:
 
 def finish_done(db: Database, now: datetime) -> int:
     """Sending and waiting campaigns with no open row are `finished` (a stream's campaign
-    never is: it takes messages at any time). Returns how many."""
+    never is: it takes messages at any time; nor one whose launch is still writing its
+    rows). Returns how many."""
     open_rows = exists().where(Delivery.campaign_id == Campaign.id, Delivery.status.in_(OPEN))
     with db.session() as s:
         return rowcount(s.execute(update(Campaign).where(
-            Campaign.status.in_(ACTIVE), Campaign.stream.is_(None), ~open_rows).values(
+            Campaign.status.in_(ACTIVE), Campaign.stream.is_(None),
+            Campaign.expanded_at.is_not(None), ~open_rows).values(
             status=CampaignStatus.FINISHED.value, finished_at=now)))

@@ -3,9 +3,9 @@ made `in_doubt`, and the queries that pick rows to publish again."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import DateTime, case, func, literal, or_, select, text, update
 
 from campaigns.db import Database, insert_for
 from campaigns.ledger.campaigns import rowcount
@@ -15,46 +15,81 @@ from campaigns.models import (PENDING, Campaign, CampaignStatus, Contact, Delive
                               DeliveryStatus, ListMember, utcnow)
 
 _QUEUED, _DEFERRED = DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value
+_SUPPRESSED = DeliveryStatus.SUPPRESSED.value
+_WHEN = DateTime(timezone=True)
+_EXPAND_COLUMNS = ["campaign_id", "contact_id", "address", "status", "attempts", "updated_at",
+                   "origin"]
 _SENDING = CampaignStatus.SENDING.value
 
 
-def expand(db: Database, campaign_id: int, list_id: int, batch: int) -> tuple[int, int]:
-    """One row per list member, keyset-paged, `queued`; an address with a suppression that
-    stops this campaign (suppressions.blocks: its scope) is `suppressed`. Members already in
-    the ledger are left as they are (a relaunch adds only newcomers).
+def expand(db: Database, campaign_id: int, list_id: int, batch: int,
+           after_batch: Callable[[], None] | None = None) -> tuple[int, int]:
+    """One row per list member, `queued`, or `suppressed` when a suppression stops this
+    campaign (suppressions.blocks: its scope), written inside the database: one
+    INSERT … SELECT per batch of `batch` members in contact order, each committed (so
+    sending can start after the first: `after_batch` is called after each). Members already
+    in the ledger are left as they are (a relaunch adds only newcomers).
     Returns (rows added, of which suppressed)."""
     before = status_counts(db, campaign_id)
-    stmt = (insert_for(db.dialect)(Delivery)
-            .on_conflict_do_nothing(index_elements=["campaign_id", "address"],
-                                    index_where=text("origin = 'list'")))
-    query = (select(ListMember.contact_id, Contact.email, blocks(Contact.email, campaign_id))
-             .join(Contact, Contact.id == ListMember.contact_id)
-             .where(ListMember.list_id == list_id)
-             .order_by(ListMember.contact_id).limit(batch))
+    members = (select(ListMember.contact_id).where(ListMember.list_id == list_id)
+               .order_by(ListMember.contact_id))
     last = 0
     while True:
         with db.session() as s:
-            rows = s.execute(query.where(ListMember.contact_id > last)).all()
-            if not rows:
-                break
-            now = utcnow()
-            s.execute(stmt, [{"campaign_id": campaign_id, "contact_id": cid, "address": email,
-                              "status": (DeliveryStatus.SUPPRESSED.value if sup else _QUEUED),
-                              "attempts": 0, "updated_at": now} for cid, email, sup in rows])
-            last = rows[-1][0]
+            upper = s.scalar(members.where(ListMember.contact_id > last)
+                             .offset(batch - 1).limit(1))
+            chosen = (select(literal(campaign_id), ListMember.contact_id, Contact.email,
+                             case((blocks(Contact.email, campaign_id), _SUPPRESSED),
+                                  else_=_QUEUED),
+                             literal(0), literal(utcnow(), _WHEN), literal("list"))
+                      .join(Contact, Contact.id == ListMember.contact_id)
+                      .where(ListMember.list_id == list_id, ListMember.contact_id > last))
+            if upper is not None:
+                chosen = chosen.where(ListMember.contact_id <= upper)
+            s.execute(insert_for(db.dialect)(Delivery).from_select(_EXPAND_COLUMNS, chosen)
+                      .on_conflict_do_nothing(index_elements=["campaign_id", "address"],
+                                              index_where=text("origin = 'list'")))
+        if after_batch is not None:
+            after_batch()
+        if upper is None:
+            break
+        last = upper
     after = status_counts(db, campaign_id)
-    suppressed = DeliveryStatus.SUPPRESSED.value
     return (sum(after.values()) - sum(before.values()),
-            after.get(suppressed, 0) - before.get(suppressed, 0))
+            after.get(_SUPPRESSED, 0) - before.get(_SUPPRESSED, 0))
 
 
-def ids_page(db: Database, campaign_id: int, statuses: Sequence[str], after_id: int,
-             limit: int) -> list[int]:
-    """The next `limit` row ids of the campaign in `statuses`, after `after_id`, in order."""
+def feed(db: Database, campaign_id: int, limit: int) -> list[int]:
+    """The next `limit` queued rows of the campaign above its feed cursor, in id order, with
+    the cursor moved past them (guarded: of two feeders racing, one gets them)."""
     with db.session() as s:
-        return list(s.scalars(select(Delivery.id).where(
-            Delivery.campaign_id == campaign_id, Delivery.status.in_(statuses),
-            Delivery.id > after_id).order_by(Delivery.id).limit(limit)).all())
+        cursor = s.scalar(select(Campaign.fed_until).where(Campaign.id == campaign_id)) or 0
+        ids = list(s.scalars(select(Delivery.id).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == _QUEUED,
+            Delivery.id > cursor).order_by(Delivery.id).limit(limit)).all())
+        if not ids:
+            return []
+        moved = rowcount(s.execute(update(Campaign).where(
+            Campaign.id == campaign_id, Campaign.fed_until == cursor)
+            .values(fed_until=ids[-1])))
+    return ids if moved else []
+
+
+def unfed(db: Database, campaign_id: int, after_id: int = 0) -> int:
+    """Feed the campaign again from after row `after_id` (a resume: the tasks published
+    before its pause were taken and skipped)."""
+    with db.session() as s:
+        return rowcount(s.execute(update(Campaign).where(Campaign.id == campaign_id)
+                                  .values(fed_until=after_id)))
+
+
+def in_flight(db: Database, campaign_id: int) -> int:
+    """Rows handed to the broker and not yet taken (queued, at or below the cursor)."""
+    with db.session() as s:
+        cursor = s.scalar(select(Campaign.fed_until).where(Campaign.id == campaign_id)) or 0
+        return int(s.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == _QUEUED,
+            Delivery.id <= cursor)) or 0)
 
 
 def deferred(db: Database, campaign_id: int | None,
@@ -86,7 +121,9 @@ def lost_queued(db: Database, published_before: datetime, limit: int) -> list[An
         rows = s.execute(select(Delivery.id, Campaign.priority)
                          .join(Campaign, Campaign.id == Delivery.campaign_id)
                          .where(Delivery.status == _QUEUED, Campaign.status == _SENDING,
-                                handed < published_before)
+                                handed < published_before,
+                                or_(Delivery.id <= Campaign.fed_until,
+                                    Campaign.stream.is_not(None)))
                          .order_by(Delivery.id).limit(limit)).all()
         if rows:
             s.execute(update(Delivery).where(Delivery.id.in_([r[0] for r in rows]))

@@ -106,8 +106,9 @@ class SendingPolicy:
     republish_after_s: float = 120.0  # a queued row whose task the broker lost: published again
     max_defer_s: float = 259200.0    # a row deferred this long after its first try is `expired`
     preflight_sample: int = 50
-    expand_batch: int = 1000
+    expand_batch: int = 20000        # list members written per INSERT … SELECT at launch
     enqueue_batch: int = 1000
+    feed_window: int = 2000          # send tasks kept waiting in the broker per priority
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
         preflight_sample=setting(raw, d, "preflight_sample", int, 1, at),
         expand_batch=setting(raw, d, "expand_batch", int, 1, at),
         enqueue_batch=setting(raw, d, "enqueue_batch", int, 1, at),
+        feed_window=setting(raw, d, "feed_window", int, 1, at),
     )
 
 

@@ -103,7 +103,7 @@ def register(api: FastAPI, d: Deps) -> None:
         report = lifecycle.launch(d.db, d.ctx.settings, name, d.publish())
         detail = (f"already {report.was}: {report.queued} queued" if report.relaunch else
                   f"{report.added} recipients added ({report.suppressed} suppressed), "
-                  f"{report.enqueued} queued for sending")
+                  f"{report.queued} queued for sending")
         return {"campaign": name, "status": counts_status(name), "detail": detail}
 
     def counts_status(name: str) -> str:
