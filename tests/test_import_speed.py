@@ -20,7 +20,7 @@ from campaigns.audience.contacts import import_contacts
 from campaigns.audience.positions import IMPORTS
 from campaigns.db import Database
 from campaigns.errors import InputError
-from campaigns.models import Contact, ListMember
+from campaigns.models import ListMember
 from tests.test_audience import audience_db, contacts, members, write  # noqa: F401 - fixture
 
 # 14 lines: header, then rows; bad rows on lines 4, 8 and 12; line 11 repeats a@ (line 2)
