@@ -100,3 +100,25 @@ def test_launch_hands_over_one_window_and_a_relaunch_adds_only_newcomers(project
     assert fed == 0
     again = lifecycle.launch(ctx.db, ctx.settings, "w", lambda ids, c, p: None)
     assert again.relaunch and again.added == 0 and again.queued == 100
+
+
+def test_status_only_reads(project: Any) -> None:
+    """`campaigns status` (and --json) changes nothing: a campaign whose rows are all final
+    is finished by the workers' upkeep, not by someone looking at it."""
+    import json
+
+    from sqlalchemy import update
+
+    from campaigns import lifecycle
+    from campaigns.models import Delivery
+
+    make_campaign(project, "look", 5)
+    ctx = project.ctx
+    lifecycle.launch(ctx.db, ctx.settings, "look", lambda ids, c, p: None)
+    with ctx.db.session() as s:       # as if a worker had sent them all
+        s.execute(update(Delivery).values(status="sent"))
+    for args in (("status", "look", "--json"), ("status", "look", "--once")):
+        project.cli(*args)
+    assert json.loads(project.cli("status", "look", "--json").stdout)["status"] == "sending"
+    lifecycle.maintenance(ctx.db)
+    assert json.loads(project.cli("status", "look", "--json").stdout)["status"] == "finished"

@@ -126,10 +126,10 @@ def status(name: str, as_json: bool = typer.Option(False, "--json"),
            once: bool = typer.Option(False, "--once", help="Print once, do not follow")) -> None:
     """Progress from the ledger, and why a campaign is slow or stuck (no worker taking
     tasks, an open breaker, parked messages, the binding limit or throttle, a window);
-    follows until the campaign ends or Ctrl-C."""
+    follows until the campaign ends or Ctrl-C. A read: the workers' upkeep finishes
+    campaigns and expires leases, not this."""
     from campaigns import lifecycle
     c = ctx()
-    lifecycle.maintenance(c.db)
     snapshot = lifecycle.counts(c.db, name)
     why = _why(c, name) if snapshot["status"] in ACTIVE else []
     if as_json:
@@ -209,7 +209,6 @@ def follow(db: Any, name: str, *, until_final: bool = True,
         with _progress() as progress:
             bar = progress.add_task(name, total=snapshot["total"] or 1, detail="")
             while True:
-                lifecycle.maintenance(db)
                 snapshot = lifecycle.counts(db, name)
                 k, now = snapshot["counts"], time.monotonic()
                 samples.append((now, _done(snapshot)))
