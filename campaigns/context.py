@@ -96,6 +96,9 @@ class Context:
         so each has its own SMTP connections; the pacer, breaker and database are shared."""
         me = threading.get_ident()
         sender = self._senders.get(me)
+        if sender is not None and sender.settings is not self.settings:
+            sender.close()      # reconfigured since: this thread's next message uses the new
+            sender = None
         if sender is None:
             from campaigns.delivery.sending import Sender
             with self._lock:
@@ -116,9 +119,9 @@ class Context:
             sender.close()
 
     def reconfigure(self, settings: Settings) -> None:
-        """New settings (a reloaded TOML file): the pacer, breaker and sender are made again
-        from them at next use; the database and Redis stay."""
-        self.close_sender()
+        """New settings (a reloaded TOML file): the pacer, breaker and senders are made again
+        from them at next use (a thread's sender when that thread takes its next message:
+        another thread's send under way is not cut); the database and Redis stay."""
         with self._lock:
             self.settings = settings
             for name in ("pacer", "breaker"):

@@ -250,6 +250,9 @@ def test_send(name: str, to: List[str] = typer.Option(..., "--to",
 def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
                                            help="Worker processes (one per core is best)"),
            pool: str = typer.Option("solo", "--pool", help="solo (N processes) or prefork"),
+           threads: int = typer.Option(1, "--threads", min=1, max=64,
+                                       help="messages in flight per process (a thread and "
+                                            "an SMTP connection each)"),
            loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
     """Start Celery workers with this project's settings (Ctrl-C stops them). A worker
     process that dies is started again and logged; after 5 restarts in a minute this exits
@@ -262,7 +265,9 @@ def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
         group = WorkerGroup(1, queue=c.settings.worker_queues, pool="prefork", concurrency=concurrency,
                             loglevel=loglevel, quiet=False)
     else:
-        group = WorkerGroup(concurrency, queue=c.settings.worker_queues, loglevel=loglevel, quiet=False)
+        group = WorkerGroup(concurrency, queue=c.settings.worker_queues, loglevel=loglevel,
+                            quiet=False, pool="threads" if threads > 1 else "solo",
+                            concurrency=threads)
     group.start()
     out.print(f"{len(group.procs)} worker process(es) started; Ctrl-C to stop")
     sig.signal(sig.SIGTERM, _interrupt)  # a service manager's stop = Ctrl-C: warm shutdown
