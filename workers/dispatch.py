@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from workers.app import app, settings
-from workers.tasks import send_delivery
+from workers.tasks import send_delivery, send_many
 
 BATCH = 1000
 
@@ -17,8 +17,17 @@ def queue_for(priority: str, retry: bool = False) -> str:
 
 
 def enqueue(ids: Sequence[int], countdown: float | None = None, priority: str = "bulk") -> None:
+    """Publish send tasks for `ids`: bulk rows due now in tasks of [sending] task_batch
+    rows each (`campaigns.send_many`), the others one task each (a transactional message
+    is not held behind others; a countdown belongs to its row)."""
     queue = queue_for(priority)
+    per_task = settings.sending.task_batch
     with app.producer_or_acquire() as producer, producer.batch(BATCH):
+        if priority != "transactional" and countdown is None and per_task > 1 and len(ids) > 1:
+            for start in range(0, len(ids), per_task):
+                send_many.apply_async((list(ids[start:start + per_task]),),
+                                      producer=producer, queue=queue)
+            return
         for delivery_id in ids:
             send_delivery.apply_async((delivery_id,), countdown=countdown, producer=producer,
                                       queue=queue)
@@ -43,8 +52,8 @@ def _broker_client() -> Any:
 
 
 def waiting(priority: str) -> int | None:
-    """Send tasks waiting in the queue of `priority` (not yet taken by a worker); None for a
-    broker other than Redis."""
+    """Messages waiting in the queue of `priority` (not yet taken by a worker), counting a
+    bulk task as [sending] task_batch messages; None for a broker other than Redis."""
     from campaigns.context import broker_url
     if not broker_url(settings).startswith(("redis", "rediss", "unix")):
         return None
@@ -52,7 +61,8 @@ def waiting(priority: str) -> int | None:
     pipe = _broker_client().pipeline(transaction=False)
     for suffix in ("", *(f"{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)):
         pipe.llen(queue + suffix)
-    return sum(int(n) for n in pipe.execute())
+    tasks = sum(int(n) for n in pipe.execute())
+    return tasks if priority == "transactional" else tasks * settings.sending.task_batch
 
 
 def pending() -> int | None:

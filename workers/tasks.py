@@ -47,6 +47,34 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
     return outcome.status
 
 
+@app.task(name="campaigns.send_many", autoretry_for=(OperationalError,), retry_backoff=True,
+          retry_backoff_max=60, max_retries=20)
+def send_many(delivery_ids: list[int]) -> str:
+    """Send several ledger rows, one after the other (the feeder's batches: one task's
+    broker round trips and bookkeeping for [sending] task_batch messages). Each row is
+    claimed on its own, so a redelivered or retried task skips the rows already done; a
+    row that needs a retry gets its own `campaigns.send` task with the countdown."""
+    _took_a_task()
+    done: dict[str, int] = {}
+    for delivery_id in delivery_ids:
+        try:
+            outcome = sender().deliver(delivery_id)
+        except OperationalError:
+            raise                   # the database is away: the whole task is retried
+        except Exception:
+            at_id, where = context().sender.sending
+            log.exception("send failed: %s", where if at_id == delivery_id
+                          else f"delivery {delivery_id}")
+            continue                # the others still go; the upkeep finds this one
+        if outcome.retry_in_s is not None:
+            from workers.dispatch import queue_for
+            send_delivery.apply_async((delivery_id,), {"hops": outcome.hops},
+                                      countdown=outcome.retry_in_s,
+                                      queue=queue_for(outcome.priority, retry=True))
+        done[outcome.status] = done.get(outcome.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(done.items()))
+
+
 _recorded_at = float("-inf")
 
 

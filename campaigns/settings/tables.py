@@ -32,6 +32,7 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
         expand_batch=setting(raw, d, "expand_batch", int, 1, at),
         enqueue_batch=setting(raw, d, "enqueue_batch", int, 1, at),
         feed_window=setting(raw, d, "feed_window", int, 1, at),
+        task_batch=setting(raw, d, "task_batch", int, 1, at),
     )
 
 
