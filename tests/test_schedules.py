@@ -249,7 +249,8 @@ def test_a_one_off_launch_fires_on_time_and_unschedule_sends_nothing(project: An
     with project.ctx.db.session() as s:
         launched_at = s.scalar(select(Campaign.launched_at).where(Campaign.name == "circolare"))
     delay = (as_utc(launched_at) - at.astimezone(UTC).replace(microsecond=0)).total_seconds()
-    assert 0 <= delay < 5, delay
+    # never early; late only by a few ticks (a loaded CI machine has taken 8 s)
+    assert 0 <= delay < 20, delay
     time.sleep(2)
     assert project.status("ritirata")["status"] == "draft"
     assert not any(r.rcpt.startswith("other") for r in project.sink.received)
