@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,6 +171,8 @@ class Sampler(threading.Thread):
         self.redis: list[tuple[float, int, int]] = []      # (epoch, used_memory, queue length)
         self.rows: list[tuple[float, int]] = []
         self.statements: Counter[str] = Counter()
+        self.running: dict[str, float] = {}     # the longest a sampled statement had run (s)
+        self.waits: defaultdict[str, Counter[str]] = defaultdict(Counter)  # wait events seen
         self.activity_samples = 0
         self.count_rows = True
 
@@ -196,13 +198,17 @@ class Sampler(threading.Thread):
                     self.rows.append((time.time(), int(n or 0)))
                 if self.activity:
                     rows = conn.execute(text(
-                        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_activity "
+                        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 110), "
+                        "extract(epoch FROM clock_timestamp() - query_start), "
+                        "coalesce(wait_event_type || ':' || wait_event, 'cpu') FROM pg_stat_activity "
                         "WHERE datname = current_database() AND state = 'active' "
-                        "AND pid <> pg_backend_pid()")).scalars().all()
+                        "AND pid <> pg_backend_pid()")).all()
                     conn.commit()
                     self.activity_samples += 1
-                    for q in rows:
+                    for q, running_s, wait in rows:
                         self.statements[q] += 1
+                        self.running[q] = max(self.running.get(q, 0.0), float(running_s or 0))
+                        self.waits[q][wait] += 1
                 self.stop_flag.wait(0.1 if self.activity else 0.05)
 
 
@@ -406,7 +412,10 @@ def run(db_kind: str, contacts: int, send_s: float, folder: Path) -> dict[str, o
                        "counts": counts},
             "statements_during_launch": {
                 "samples": sampler.activity_samples,
-                "top": sampler.statements.most_common(12)},
+                "top": sampler.statements.most_common(12),
+                "longest_running_s": {q: round(sampler.running[q], 3)
+                                      for q, _ in sampler.statements.most_common(12)},
+                "waits": {q: dict(sampler.waits[q]) for q, _ in sampler.statements.most_common(12)}},
             "load_end": _uptime(),
         })
         ctx.db.dispose()
@@ -443,7 +452,8 @@ def main() -> None:
     print("statements active during the launch (samples of pg_stat_activity):")
     st = result["statements_during_launch"]
     for q, n in st["top"]:  # type: ignore[index]
-        print(f"  {n:5d}  {q}")
+        print(f"  {n:5d}  longest {st['longest_running_s'][q]:6.2f} s  {q}")  # type: ignore[index]
+        print(f"         waits: {st['waits'][q]}")  # type: ignore[index]
 
 
 if __name__ == "__main__":
