@@ -164,7 +164,8 @@ def redis_url(settings: Settings) -> str:
 
 
 def open_context(settings: Settings | None = None, *, migrate: bool = True,
-                 redis_timeout_s: float | None = None) -> Context:
+                 redis_timeout_s: float | None = None, pre_ping: bool = True) -> Context:
     settings = settings or load_settings()
-    return Context(settings=settings, db=Database(settings, auto_migrate=migrate),
+    return Context(settings=settings, db=Database(settings, auto_migrate=migrate,
+                                                  pre_ping=pre_ping),
                    clock=clock_from_env(os.environ), redis_timeout_s=redis_timeout_s)

@@ -23,7 +23,7 @@ def insert_for(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
@@ -42,7 +42,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5)
 
 
 _REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:'([^']*)'|\"([^\"]*)\"|None)\s*$",
@@ -93,8 +93,12 @@ def migrate(engine: Engine) -> None:
 class Database:
     """The engine plus a session factory; one per process."""
 
-    def __init__(self, settings: Settings, *, auto_migrate: bool = True) -> None:
-        self.engine = make_engine(settings.database_url)
+    def __init__(self, settings: Settings, *, auto_migrate: bool = True,
+                 pre_ping: bool = True) -> None:
+        """`pre_ping`: test a pooled PostgreSQL connection before each use (a round trip per
+        transaction); workers go without: a task that meets a connection the server dropped
+        is retried (OperationalError) and the pool is renewed."""
+        self.engine = make_engine(settings.database_url, pre_ping=pre_ping)
         if auto_migrate:
             migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

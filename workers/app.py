@@ -75,7 +75,8 @@ def context() -> Context:
     global _context
     with _lock:
         if _context is None:
-            _context = open_context(settings, migrate=False)
+            # no ping per transaction: a task that meets a dropped connection is retried
+            _context = open_context(settings, migrate=False, pre_ping=False)
         return _context
 
 

@@ -35,6 +35,12 @@ _CLAIM = (update(Delivery)
           .returning(Delivery.campaign_id, Delivery.address, Delivery.attempts,
                      Delivery.contact_id, Delivery.origin))
 _CONTACT = select(Contact.attributes, Contact.source_dir).where(Contact.id == bindparam("b_id"))
+# PostgreSQL: the claim and its contact in one statement (a data-modifying CTE), one round
+# trip instead of two
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_WITH_CONTACT = (select(_CLAIMED, Contact.attributes, Contact.source_dir)
+                       .select_from(_CLAIMED.outerjoin(
+                           Contact, Contact.id == _CLAIMED.c.contact_id)))
 
 
 def _typed(column: str) -> Any:
@@ -111,6 +117,12 @@ def claim(db: Database, delivery_id: int, lease_s: float) -> tuple[Any, Any] | N
               "b_due": now + timedelta(seconds=CLOCK_SKEW_S),
               "b_lease": now + timedelta(seconds=lease_s)}
     with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            both = conn.execute(_CLAIM_WITH_CONTACT, params).first()
+            if both is None:
+                return None
+            contact = (both.attributes, both.source_dir) if both.contact_id else None
+            return both, contact
         row = conn.execute(_CLAIM, params).first()
         if row is None:
             return None
