@@ -183,8 +183,8 @@ class Delivery(Base):
         # one row per list member; a stream's messages may reach one address many times
         Index("uq_delivery_campaign_address", "campaign_id", "address", unique=True,
               sqlite_where=text("origin = 'list'"), postgresql_where=text("origin = 'list'")),
-        Index("ix_delivery_campaign_status", "campaign_id", "status"),
         Index("ix_delivery_status_lease", "status", "lease_until"),
+        # a campaign's rows by status (counts), and in id order (the feeder)
         Index("ix_delivery_feed", "campaign_id", "status", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

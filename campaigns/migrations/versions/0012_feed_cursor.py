@@ -1,6 +1,7 @@
 """The queue fed from the ledger: campaigns.fed_until (the highest row id handed to the
 broker by the feeder) and campaigns.expanded_at (when the launch finished writing its rows;
-a campaign is never finished before), and the index the feeder reads rows in id order by
+a campaign is never finished before), and the index the feeder reads rows in id order by,
+which replaces the (campaign_id, status) index it extends
 
 Revision ID: 0012
 Revises: 0011
@@ -25,9 +26,12 @@ def upgrade() -> None:
     # campaigns launched before: their rows were all written at launch
     op.execute("UPDATE campaigns SET expanded_at = launched_at WHERE launched_at IS NOT NULL")
     op.create_index('ix_delivery_feed', 'deliveries', ['campaign_id', 'status', 'id'])
+    # the new index leads with the same columns: one index fewer to update per status change
+    op.drop_index('ix_delivery_campaign_status', table_name='deliveries')
 
 
 def downgrade() -> None:
+    op.create_index('ix_delivery_campaign_status', 'deliveries', ['campaign_id', 'status'])
     op.drop_index('ix_delivery_feed', table_name='deliveries')
     with op.batch_alter_table('campaigns') as batch_op:
         batch_op.drop_column('expanded_at')
