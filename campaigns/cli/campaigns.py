@@ -250,7 +250,7 @@ def test_send(name: str, to: List[str] = typer.Option(..., "--to",
 def worker(concurrency: int = typer.Option(2, "--concurrency", "-c",
                                            help="Worker processes (one per core is best)"),
            pool: str = typer.Option("solo", "--pool", help="solo (N processes) or prefork"),
-           threads: int = typer.Option(1, "--threads", min=1, max=64,
+           threads: int = typer.Option(4, "--threads", min=1, max=64,
                                        help="messages in flight per process (a thread and "
                                             "an SMTP connection each)"),
            loglevel: str = typer.Option("INFO", "--loglevel")) -> None:
