@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func
 
@@ -53,8 +54,16 @@ def create_campaign(db: Database, settings: Settings, *, name: str, list_name: s
     if priority not in PRIORITIES:
         raise InputError(f"'{priority}': expected one of {', '.join(PRIORITIES)}", field="--priority")
     tz = timezone or settings.rates.timezone
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {tz!r}: expected an IANA name such as "
+                         "Europe/Rome or UTC", field="--timezone") from None
     if window:
-        parse_window(window, tz)  # InputError naming the expected form
+        try:
+            parse_window(window, tz)  # InputError naming the expected form
+        except InputError as err:
+            raise InputError(str(err), field="--window") from None
 
     if reply_to:
         parse_address(reply_to, field="--reply-to")

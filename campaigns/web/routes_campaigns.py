@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from campaigns.web.common import MAX_PAGE, Deps, Problem, cursor_of
 from campaigns.web.keys import KeyInfo
@@ -14,8 +14,28 @@ from campaigns.web.keys import KeyInfo
 class CampaignItem(BaseModel):
     name: str
     status: str
-    list: str
-    template: str
+    list: Optional[str] = Field(None, description="null for a stream's campaign (tx:NAME)")
+    template: Optional[str] = None
+
+
+class CampaignIn(BaseModel):
+    """The options of `campaigns create`."""
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    name: str = Field(..., min_length=1, max_length=200)
+    list: str = Field(..., min_length=1, max_length=200)
+    template: str = Field(..., min_length=1, max_length=200)
+    from_: str = Field(..., alias="from", max_length=500)
+    reply_to: Optional[str] = Field(None, max_length=500)
+    relay: Optional[str] = Field(None, max_length=200, description="a relay or pool")
+    attachment_column: Optional[str] = Field(None, max_length=200)
+    priority: str = Field("bulk", max_length=20, description="bulk or transactional")
+    window: Optional[str] = Field(None, max_length=200, description='"mon-fri 09:00-18:00"')
+    timezone: Optional[str] = Field(None, max_length=64)
+
+
+#: the CLI's option names in InputError fields, as the body's
+_FIELDS = {"--from": "from", "--reply-to": "reply_to", "--priority": "priority",
+           "--window": "window", "--timezone": "timezone", "--relay": "relay", "NAME": "name"}
 
 
 class CampaignPage(BaseModel):
@@ -81,6 +101,26 @@ def register(api: FastAPI, d: Deps) -> None:
         more = len(rows) > limit
         rows = rows[:limit]
         return {"items": rows, "next": str(rows[-1]["id"]) if more else None}
+
+    @api.post("/campaigns", response_model=CampaignStatusBody, status_code=201,
+              tags=["campaigns"])
+    def campaign_create(body: CampaignIn, key: KeyInfo = d.need("manage")) -> dict[str, Any]:
+        """A draft campaign, as `campaigns create`: 409 when the name is taken, 404 for an
+        unknown list or template, 422 naming a field that is not valid."""
+        from campaigns import lifecycle
+        from campaigns.errors import InputError
+        from campaigns.ledger.reads import counts
+        try:
+            lifecycle.create_campaign(
+                d.db, d.ctx.settings, name=body.name, list_name=body.list,
+                template=body.template, from_addr=body.from_, reply_to=body.reply_to,
+                relay=body.relay, attachment_column=body.attachment_column,
+                priority=body.priority, window=body.window, timezone=body.timezone)
+        except InputError as err:
+            field = _FIELDS.get(str(err.field), str(err.field or "-").lstrip("-"))
+            raise Problem(422, "invalid input", str(err),
+                          errors=[{"field": field, "reason": str(err)}]) from None
+        return counts(d.db, body.name)
 
     @api.get("/campaigns/{name}", response_model=CampaignStatusBody, tags=["campaigns"])
     def campaign_get(name: str, key: KeyInfo = d.need("read")) -> dict[str, Any]:
