@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import httpx
 
@@ -123,3 +123,29 @@ def serving(env: dict[str, str], cwd: Path, command: str = "serve") -> Iterator[
         if proc.poll() is None:
             proc.terminate()
         served.out, served.err = proc.communicate(timeout=15)
+
+
+def server_errors(app: Any, key: str, only: set[tuple[str, str]] | None = None,
+                  examples: int = 20) -> tuple[list[tuple[str, str, int, str]], int]:
+    """schemathesis draws `examples` requests per operation of the app's served
+    /api/v1/openapi.json (`only`: (METHOD, path) pairs) and sends them with `key`; returns
+    the answers of 500 and above, and how many operations were drawn for."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    errors: list[tuple[str, str, int, str]] = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    if only is not None:
+        operations = [op for op in operations if (op.method.upper(), op.path) in only]
+    for operation in operations:
+        @settings(max_examples=examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def call(case: Any) -> None:
+            response = case.call(headers={"Authorization": f"Bearer {key}"})
+            if response.status_code >= 500:
+                errors.append((case.method, case.formatted_path, response.status_code,
+                               response.text[:300]))
+        call()
+    return errors, len(operations)
