@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from campaigns.context import Context
@@ -44,6 +44,22 @@ class ProblemBody(BaseModel):
     status: int
     detail: Optional[str] = None
     errors: list[dict[str, Any]] = []
+
+
+class RowOutcome(BaseModel):
+    """Where a delivery stands: its status and the relay's last answer (a campaign's
+    deliveries, a transactional message)."""
+    status: str
+    attempts: int
+    reply_code: Optional[int]
+    enhanced_status: Optional[str]
+    reply_text: Optional[str]
+    bounce_category: Optional[str]
+    bounce_reason: Optional[str]
+    relay: Optional[str]
+    provider_message_id: Optional[str]
+    sent_at: Optional[str] = Field(None, description="ISO 8601, UTC")
+    updated_at: Optional[str] = Field(None, description="ISO 8601, UTC")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

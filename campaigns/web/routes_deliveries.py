@@ -12,24 +12,13 @@ from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field
 
 from campaigns.models import DELIVERY_STATUSES
-from campaigns.web.common import MAX_PAGE, Deps, cursor_of
+from campaigns.web.common import MAX_PAGE, Deps, RowOutcome, cursor_of
 from campaigns.web.keys import KeyInfo
 
 
-class DeliveryItem(BaseModel):
+class DeliveryItem(RowOutcome):
     id: int
     address: str
-    status: str
-    attempts: int
-    reply_code: Optional[int]
-    enhanced_status: Optional[str]
-    reply_text: Optional[str]
-    bounce_category: Optional[str]
-    bounce_reason: Optional[str]
-    relay: Optional[str]
-    provider_message_id: Optional[str]
-    sent_at: Optional[str] = Field(None, description="ISO 8601, UTC")
-    updated_at: Optional[str] = Field(None, description="ISO 8601, UTC")
 
 
 class DeliveryPage(BaseModel):

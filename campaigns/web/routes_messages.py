@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional, Union
 from fastapi import FastAPI, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from campaigns.web.common import MAX_PAGE, Deps, Problem, cursor_of
+from campaigns.web.common import MAX_PAGE, Deps, Problem, RowOutcome, cursor_of
 from campaigns.web.keys import KeyInfo
 
 MAX_RECIPIENTS = 50
@@ -58,24 +58,13 @@ class AcceptedBody(BaseModel):
     messages: list[Accepted]
 
 
-class MessageView(BaseModel):
+class MessageView(RowOutcome):
     id: int
     to: str
-    status: str
     stream: str
     ref: Optional[str]
-    attempts: int
-    reply_code: Optional[int]
-    enhanced_status: Optional[str]
-    reply_text: Optional[str]
-    bounce_category: Optional[str]
-    bounce_reason: Optional[str]
-    relay: Optional[str]
-    provider_message_id: Optional[str]
     message_id: Optional[str]
     created_at: Optional[str]
-    sent_at: Optional[str]
-    updated_at: Optional[str]
     events: list[dict[str, Any]] = []
     attachments: list[dict[str, Any]] = []
 
