@@ -346,6 +346,8 @@ def site(tmp_path: Path, sns_key: tuple[rsa.RSAPrivateKey, bytes],
     with TestClient(app) as client:
         yield Site(tmp_path, ctx, env, fetch, client, ids)
     ctx.db.dispose()
+    from campaigns import embedded_redis
+    embedded_redis.stop(tmp_path / "data")   # a `campaigns serve` of the test started one
 
 
 # ------------------------------------------------------------------------ SES through SNS
