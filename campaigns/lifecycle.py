@@ -140,8 +140,8 @@ def launch(db: Database, settings: Settings, name: str, enqueue: Enqueue) -> Lau
 def _feed_one(db: Database, campaign: Campaign, enqueue: Enqueue, room: int) -> int:
     """Hand the campaign's next `room` queued rows to the broker (the feed cursor moves)."""
     ids = ledger_rows.feed(db, campaign.id, room)
-    for start in range(0, len(ids), 1000):
-        enqueue(ids[start:start + 1000], None, campaign.priority)
+    if ids:
+        enqueue(ids, None, campaign.priority)
     return len(ids)
 
 

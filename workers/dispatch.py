@@ -51,16 +51,25 @@ def _broker_client() -> Any:
     return context().redis
 
 
+def _redis_broker() -> bool:
+    from campaigns.context import broker_url
+    return broker_url(settings).startswith(("redis", "rediss", "unix"))
+
+
+def _lists(queue: str) -> list[str]:
+    """The Redis lists of one queue: its own and one per priority step."""
+    return [queue + suffix for suffix in ("", *(f"{_PRIORITY_SEP}{step}"
+                                                for step in _PRIORITY_STEPS))]
+
+
 def waiting(priority: str) -> int | None:
     """Messages waiting in the queue of `priority` (not yet taken by a worker), counting a
     bulk task as [sending] task_batch messages; None for a broker other than Redis."""
-    from campaigns.context import broker_url
-    if not broker_url(settings).startswith(("redis", "rediss", "unix")):
+    if not _redis_broker():
         return None
-    queue = queue_for(priority)
     pipe = _broker_client().pipeline(transaction=False)
-    for suffix in ("", *(f"{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)):
-        pipe.llen(queue + suffix)
+    for key in _lists(queue_for(priority)):
+        pipe.llen(key)
     tasks = sum(int(n) for n in pipe.execute())
     return tasks if priority == "transactional" else tasks * settings.sending.task_batch
 
@@ -69,13 +78,12 @@ def pending() -> int | None:
     """Send tasks the broker holds: waiting in the send queues, taken by a worker and not yet
     acknowledged (with their countdowns), or parked under a limit (campaigns.delivery.parking). None
     for a broker other than Redis, which this cannot count."""
-    from campaigns.context import broker_url
     from campaigns.delivery.parking import PREFIX
-    if not broker_url(settings).startswith(("redis", "rediss", "unix")):
+    if not _redis_broker():
         return None
     client = _broker_client()
-    keys = [q + suffix for q in (settings.queue, settings.retry_queue, settings.transactional_queue)
-            for suffix in ("", *(f"{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS))]
+    keys = [key for q in (settings.queue, settings.retry_queue, settings.transactional_queue)
+            for key in _lists(q)]
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.llen(key)

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy.exc import OperationalError
 
 if TYPE_CHECKING:
-    from campaigns.delivery.sending import Sender
+    from campaigns.delivery.sending import Outcome, Sender
 from workers.app import app, context, reload_settings
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,26 @@ def send_delivery(delivery_id: int, hops: int = 0) -> str:
     try:
         outcome = sender().deliver(delivery_id, hops)
     except Exception:
-        at_id, where = context().sender.sending
-        log.exception("send task failed: %s", where if at_id == delivery_id
-                      else f"delivery {delivery_id}")
+        log.exception("send task failed: %s", _where(delivery_id))
         raise
+    _again_later(delivery_id, outcome)
+    return outcome.status
+
+
+def _where(delivery_id: int) -> str:
+    """The send under way, for a log line: campaign, delivery and the recipient's domain."""
+    at_id, where = context().sender.sending
+    return where if at_id == delivery_id else f"delivery {delivery_id}"
+
+
+def _again_later(delivery_id: int, outcome: Outcome) -> None:
+    """A row whose outcome asks for a retry (a deferral, a token not yet free) gets its own
+    `campaigns.send` task with the countdown, on its priority's retry queue."""
     if outcome.retry_in_s is not None:
         from workers.dispatch import queue_for
         send_delivery.apply_async((delivery_id,), {"hops": outcome.hops},
                                   countdown=outcome.retry_in_s,
                                   queue=queue_for(outcome.priority, retry=True))
-    return outcome.status
 
 
 @app.task(name="campaigns.send_many", autoretry_for=(OperationalError,), retry_backoff=True,
@@ -62,15 +72,9 @@ def send_many(delivery_ids: list[int]) -> str:
         except OperationalError:
             raise                   # the database is away: the whole task is retried
         except Exception:
-            at_id, where = context().sender.sending
-            log.exception("send failed: %s", where if at_id == delivery_id
-                          else f"delivery {delivery_id}")
+            log.exception("send failed: %s", _where(delivery_id))
             continue                # the others still go; the upkeep finds this one
-        if outcome.retry_in_s is not None:
-            from workers.dispatch import queue_for
-            send_delivery.apply_async((delivery_id,), {"hops": outcome.hops},
-                                      countdown=outcome.retry_in_s,
-                                      queue=queue_for(outcome.priority, retry=True))
+        _again_later(delivery_id, outcome)
         done[outcome.status] = done.get(outcome.status, 0) + 1
     return ", ".join(f"{n} {status}" for status, n in sorted(done.items()))
 

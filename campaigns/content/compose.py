@@ -170,6 +170,13 @@ def contact_row(session: Session, address: str) -> tuple[str, dict[str, Any], st
     return row[0], dict(row[1] or {}), row[2]
 
 
+def message_context(address: str, data: Mapping[str, Any], stream: str) -> dict[str, Any]:
+    """What a template sees in a transactional message: its `data` as `data.*`, and as
+    `contact.*` beside `contact.email` (so a bulk template works too)."""
+    return build_context(email=address, attributes=data, campaign_name=stream,
+                         unsubscribe_url="", extra={"data": Record("data", data)})
+
+
 def compose_message(msg: Any, settings: Settings, *, delivery_id: int, address: str,
                     files: list[tuple[str, str, bytes]],
                     template: CompiledTemplate | None) -> tuple[bytes, str, str]:
@@ -183,9 +190,7 @@ def compose_message(msg: Any, settings: Settings, *, delivery_id: int, address: 
                              list_unsubscribe_post=False)
     domain = builder.envelope_from.rpartition("@")[2] or "localhost"
     if template is not None:
-        context = build_context(email=address, attributes=msg.data, campaign_name=msg.stream,
-                                unsubscribe_url="", extra={"data": Record("data", msg.data)})
-        rendered = template.render(context)
+        rendered = template.render(message_context(address, msg.data, msg.stream))
         subject, html, text = rendered.subject, rendered.html, rendered.text
     else:
         subject, html = msg.subject or "", msg.html or ""

@@ -57,6 +57,10 @@ class _Route:
     message: Any = None   # a transactional message's content (campaigns.ledger.messages)
 
 
+def _outside_window(rt: CampaignRuntime) -> bool:
+    return rt.window is not None and not rt.window.contains(utcnow())
+
+
 class Sender:
     def __init__(self, settings: Settings, db: Database, pacer: Pacer, breaker: Breaker) -> None:
         self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
@@ -101,14 +105,9 @@ class Sender:
         rt = self._runtime(row.campaign_id)
         if row.suppressed:
             return self._suppressed(rt, delivery_id)
-        if rt.window is not None and not rt.window.contains(utcnow()):
+        if _outside_window(rt):
             return SKIPPED  # the upkeep parks the campaign and republishes at the opening
-        message = None
-        if row.origin != "list":     # a transactional message: its own content and relay
-            message = ledger_messages.content(self.db, delivery_id)
-        chosen = message.relay if message is not None and message.relay else rt.relay
-        pool = self.settings.pool(chosen) is not None
-        names = candidates(self.settings, chosen)
+        message, names, pool = self._relays_for(rt, delivery_id, row.origin)
         decision = None
         for i, relay in enumerate(names):
             if not self.breaker.allow(relay):
@@ -132,6 +131,16 @@ class Sender:
         jitter = random.uniform(0, min(MAX_JITTER_S, 0.01 * 2 ** min(hops, 10)))
         return Outcome("throttled", retry_in_s=decision.wait_s + jitter, priority=rt.priority,
                        hops=hops + 1)
+
+    def _relays_for(self, rt: CampaignRuntime, delivery_id: int,
+                    origin: str) -> tuple[Any, list[str], bool]:
+        """(a transactional message's content or None, the relays that may take the row in
+        order, whether they are a pool): a message names its own relay, else the campaign's."""
+        message = None
+        if origin != "list":     # a transactional message: its own content and relay
+            message = ledger_messages.content(self.db, delivery_id)
+        chosen = message.relay if message is not None and message.relay else rt.relay
+        return message, candidates(self.settings, chosen), self.settings.pool(chosen) is not None
 
     def _suppressed(self, rt: CampaignRuntime, delivery_id: int) -> Outcome:
         """Mark the row `suppressed` when it is pending and its address is suppressed (the
@@ -173,20 +182,16 @@ class Sender:
             return None
         row, contact = claimed
         rt = self._runtime(row.campaign_id)
-        if rt.window is not None and not rt.window.contains(utcnow()):
+        if _outside_window(rt):
             ledger.unclaim(self.db, delivery_id)
             return SKIPPED  # the upkeep parks the campaign and republishes at the opening
-        message = ledger_messages.content(self.db, delivery_id) if row.origin != "list" \
-            else None
-        chosen = message.relay if message is not None and message.relay else rt.relay
-        names = candidates(self.settings, chosen)
+        message, names, pool = self._relays_for(rt, delivery_id, row.origin)
         for i, relay in enumerate(names):
             if not self.breaker.allow(relay):
                 continue
             if not self.pacer.acquire(relay, rt.name, rt.priority, row.address, hops).allowed:
                 break
-            route = _Route(relay, names[i + 1:], self.settings.pool(chosen) is not None, rt,
-                           message)
+            route = _Route(relay, names[i + 1:], pool, rt, message)
             return self._compose_and_send(delivery_id, row, contact, route)
         ledger.unclaim(self.db, delivery_id)
         return None

@@ -107,7 +107,6 @@ class SendingPolicy:
     max_defer_s: float = 259200.0    # a row deferred this long after its first try is `expired`
     preflight_sample: int = 50
     expand_batch: int = 20000        # list members written per INSERT … SELECT at launch
-    enqueue_batch: int = 1000
     feed_window: int = 2000          # messages kept waiting in the broker per priority
     task_batch: int = 10             # bulk messages per send task (the feeder's batches)
 

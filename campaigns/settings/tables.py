@@ -30,7 +30,6 @@ def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
         max_defer_s=setting(raw, d, "max_defer_s", float, 1, at),
         preflight_sample=setting(raw, d, "preflight_sample", int, 1, at),
         expand_batch=setting(raw, d, "expand_batch", int, 1, at),
-        enqueue_batch=setting(raw, d, "enqueue_batch", int, 1, at),
         feed_window=setting(raw, d, "feed_window", int, 1, at),
         task_batch=setting(raw, d, "task_batch", int, 1, at),
     )

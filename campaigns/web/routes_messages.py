@@ -122,8 +122,7 @@ def prepare(d: Deps, body: MessageIn, key: str) -> list[Any]:
 def _check_content(d: Deps, body: MessageIn) -> None:
     """A stored template (rendered once here with `data`, so a missing variable is a 422
     now, not a failed message later), or subject and html; never both."""
-    from campaigns.content.compose import compile_stored
-    from campaigns.content.rendering import Record, build_context
+    from campaigns.content.compose import compile_stored, message_context
     from campaigns.errors import NotFound, TemplateRenderError
     from campaigns.ledger.reads import get_template
     inline = body.subject is not None or body.html is not None or body.text is not None
@@ -136,10 +135,7 @@ def _check_content(d: Deps, body: MessageIn) -> None:
     try:
         with d.db.session() as s:
             compiled = compile_stored(get_template(s, body.template))
-        compiled.render(build_context(email="recipient@example.invalid",
-                                      attributes=body.data, campaign_name=body.stream,
-                                      unsubscribe_url="",
-                                      extra={"data": Record("data", body.data)}))
+        compiled.render(message_context("recipient@example.invalid", body.data, body.stream))
     except NotFound as err:
         raise _invalid("template", str(err)) from None
     except TemplateRenderError as err:
