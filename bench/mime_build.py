@@ -77,6 +77,19 @@ HTML = """<!DOCTYPE html>
 """
 
 SUBJECT = "{{ contact.first_name }}, offerte di Natale: sconti più alti!"
+
+# The issue's "1.5 KB personalised message": an order confirmation, two personalised fields
+# (about 1.5 KB on the wire with its text part and headers).
+SMALL_HTML = """<html lang="it"><body style="font-family:Helvetica,Arial,sans-serif;color:#333333">
+<p>Gentile {{ contact.first_name }},</p>
+<p>grazie per il tuo ordine: lo stiamo preparando nel nostro magazzino e lo consegneremo al
+punto di ritiro di {{ contact.city }} entro tre giorni lavorativi.</p>
+<p>Puoi seguire la spedizione dalla tua <a href="https://shop.example.it/ordini">area clienti</a>.</p>
+<p>A presto,<br>Bottega Rossi</p>
+</body></html>
+"""
+SMALL_SUBJECT = "{{ contact.first_name }}, il tuo ordine è confermato"
+MESSAGES = {"newsletter": (SUBJECT, HTML), "small": (SMALL_SUBJECT, SMALL_HTML)}
 FROM = "Bottega Rossi <newsletter@bottega.example.it>"
 
 

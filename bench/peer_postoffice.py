@@ -161,7 +161,8 @@ def _pg_admin(sql: str) -> None:
     admin.dispose()
 
 
-def run_peer(db: str, port: int, count: int, workers: int = 2) -> dict[str, float]:
+def run_peer(db: str, port: int, count: int, workers: int = 2,
+             message: str = "newsletter") -> dict[str, float]:
     """django-post_office + Celery sends `count` messages to the sink on `port`."""
     import redis
 
@@ -188,10 +189,11 @@ def run_peer(db: str, port: int, count: int, workers: int = 2) -> dict[str, floa
                               stderr=open(folder / f"worker{i}.log", "w"))
              for i in range(workers)]
     try:
-        from mime_build import HTML, SUBJECT
+        from mime_build import MESSAGES
+        subject, html = MESSAGES[message]
         (folder / "driver.py").write_text(DRIVER)
         out = subprocess.run([str(py), "driver.py"], cwd=folder, env=env, text=True,
-                             input=json.dumps({"html": HTML, "subject": SUBJECT, "count": count}),
+                             input=json.dumps({"html": html, "subject": subject, "count": count}),
                              stdout=subprocess.PIPE)
         if out.returncode:
             raise RuntimeError(f"peer driver failed (exit {out.returncode}); workers' logs in {folder}")

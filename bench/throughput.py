@@ -12,6 +12,7 @@ database of the run. Run:
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--workers 2] [--db sqlite,postgresql]
                                          [--sink aiosmtpd|fast] [--peer]
+                                         [--threads T] [--message newsletter|small]
 
 Prints messages/s, the peer's, ours/peer and the ratios to the ceiling and to the 5-connection
 capacity; writes bench/results/throughput-*.json.
@@ -35,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from mime_build import HTML, SUBJECT  # noqa: E402
+from mime_build import MESSAGES  # noqa: E402
 
 PG_SERVER = os.environ.get("BENCH_PG_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
 PG_URL = f"{PG_SERVER}/campaigns_bench"  # a database of its own: the tests use `test`
@@ -94,7 +95,7 @@ def capacity(port: int, count: int, size: int, connections: int = 5) -> float:
     return count / elapsed
 
 
-def prepare(env: dict[str, str], folder: Path, count: int) -> None:
+def prepare(env: dict[str, str], folder: Path, count: int, message: str) -> None:
     from campaigns import lifecycle
     from campaigns.audience.contacts import import_contacts
     from campaigns.context import open_context
@@ -107,10 +108,11 @@ def prepare(env: dict[str, str], folder: Path, count: int) -> None:
         writer = csv.writer(fh)
         writer.writerow(["email", "first_name", "city"])
         writer.writerows((f"cliente{i}@bench.test", f"Nome{i}", "Forlì") for i in range(count))
-    html_path.write_text(HTML, encoding="utf-8")
+    subject, html = MESSAGES[message]
+    html_path.write_text(html, encoding="utf-8")
     for name, n in (("warmup", 50), ("bench", count)):
         import_contacts(ctx.db, csv_path if n == count else _head(csv_path, folder, n), name)
-        add_template(ctx.db, name, SUBJECT, html_path)
+        add_template(ctx.db, name, subject, html_path)
         lifecycle.create_campaign(ctx.db, ctx.settings, name=name, list_name=name,
                                   template=name, from_addr="Bottega Rossi <news@bench.test>")
     ctx.db.dispose()
@@ -134,7 +136,8 @@ def wait_done(db, name: str, total: int, timeout_s: float) -> float:  # type: ig
 
 
 def run_pipeline(db_url: str, port: int, count: int, workers: int,
-                 relay_rate: float | None = None, threads: int = 1) -> dict[str, float]:
+                 relay_rate: float | None = None, threads: int = 1,
+                 message: str = "newsletter") -> dict[str, float]:
     from campaigns import lifecycle
     from campaigns.context import open_context
     from campaigns.settings import load_settings
@@ -148,7 +151,7 @@ def run_pipeline(db_url: str, port: int, count: int, workers: int,
     env.update(CAMPAIGNS_DATA_DIR=str(folder / "data"), CAMPAIGNS_CONFIG=str(folder / "campaigns.toml"),
                CAMPAIGNS_DATABASE_URL=db_url, CAMPAIGNS_REDIS_URL=REDIS_URL)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    prepare(env, folder, count)
+    prepare(env, folder, count, message)
     os.environ.update(env)
     from workers.dispatch import enqueue  # the Celery app reads the settings just set
 
@@ -199,15 +202,18 @@ def main() -> None:
                         help="set relay:sink to this rate (e.g. 100000: far above capacity)")
     parser.add_argument("--sink", choices=sorted(SINKS), default="aiosmtpd",
                         help="aiosmtpd (the project's sink) or fast (bench/fastsink.py)")
+    parser.add_argument("--message", choices=sorted(MESSAGES), default="newsletter",
+                        help="newsletter (~9 KB on the wire) or small (the issue's ~1.5 KB message)")
     parser.add_argument("--peer", action="store_true",
                         help="also django-post_office + Celery on each database, same sink, same N")
     args = parser.parse_args()
     sink, port = start_sink(args.sink)
     results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
                                   "threads": args.threads,
-                                  "sink": args.sink, "relay_rate": args.relay_rate}
+                                  "sink": args.sink, "relay_rate": args.relay_rate,
+                                  "message": args.message}
     try:
-        size = len(HTML.encode()) * 2  # html + a text part of similar size
+        size = len(MESSAGES[args.message][1].encode()) * 2  # html + a text part of similar size
         results["ceiling_rate"] = ceiling(port, args.messages, size)
         results["capacity5_rate"] = capacity(port, args.messages, size)
         results["load_before"] = os.getloadavg()
@@ -217,7 +223,7 @@ def main() -> None:
                 continue
             url = PG_URL if db == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
             results[db] = r = run_pipeline(url, port, args.messages, args.workers,
-                                           args.relay_rate, args.threads)
+                                           args.relay_rate, args.threads, args.message)
             r["ratio_ceiling"] = r["rate"] / results["ceiling_rate"]  # type: ignore[operator]
             r["ratio_capacity5"] = r["rate"] / results["capacity5_rate"]  # type: ignore[operator]
             print(f"{db:10s} {r['sent']} sent in {r['total_s']:.1f} s = {r['rate']:.0f} msg/s "
@@ -226,7 +232,7 @@ def main() -> None:
                   f"{r['ratio_capacity5']:.2f}", flush=True)
             if args.peer:
                 from peer_postoffice import run_peer
-                p = run_peer(db, port, args.messages, args.workers)
+                p = run_peer(db, port, args.messages, args.workers, args.message)
                 p["ratio_ceiling"] = p["rate"] / results["ceiling_rate"]  # type: ignore[operator]
                 p["ratio_capacity5"] = p["rate"] / results["capacity5_rate"]  # type: ignore[operator]
                 results[f"peer_{db}"] = p

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from campaigns.delivery.pacing import Pacer
     from campaigns.delivery.pools import Breaker
+    from campaigns.delivery.recording import GroupRecorder
     from campaigns.delivery.sending import Sender
 
 Clock = Callable[[], float]
@@ -37,6 +38,8 @@ class Context:
     _parts: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _senders: dict[int, Any] = field(default_factory=dict, repr=False)
+    #: `sent` answers written in groups off the send path (workers; see delivery.recording)
+    group_commit: bool = False
 
     @property
     def embedded_redis(self) -> bool:
@@ -103,7 +106,7 @@ class Context:
             from campaigns.delivery.sending import Sender
             with self._lock:
                 sender = self._senders[me] = Sender(self.settings, self.db, self.pacer,
-                                                    self.breaker)
+                                                    self.breaker, self.recorder)
         return sender
 
     @property
@@ -112,11 +115,25 @@ class Context:
         settings may be out of date: a person is fixing them)."""
         return any(sender.relay_refused for sender in list(self._senders.values()))
 
+    @property
+    def recorder(self) -> "GroupRecorder | None":
+        """This process's group commit of `sent` answers, when `group_commit`."""
+        if not self.group_commit:
+            return None
+        def make() -> Any:
+            from campaigns.delivery.recording import GroupRecorder
+            return GroupRecorder(self.db)
+        return self._part("recorder", make)  # type: ignore[no-any-return]
+
     def close_sender(self) -> None:
+        """Close every thread's relay connections and write the answers still waiting."""
         with self._lock:
             senders, self._senders = list(self._senders.values()), {}
+            recorder = self._parts.get("recorder")
         for sender in senders:
             sender.close()
+        if recorder is not None:
+            recorder.close()
 
     def reconfigure(self, settings: Settings) -> None:
         """New settings (a reloaded TOML file): the pacer, breaker and senders are made again

@@ -48,4 +48,10 @@ def test_a_killed_threaded_worker_sends_nothing_twice(project: Any) -> None:
     assert set(rows) == set(addresses)
     for address, (status, _) in rows.items():
         assert status in ("sent", "in_doubt"), (address, status)
-    assert snap["counts"]["in_doubt"] <= 4      # at most one per thread in flight
+    # in doubt: the sent rows whose answers waited for the group commit (written every
+    # 50 ms), and at most one per thread that the sink never saw (in flight at the kill)
+    doubt = [address for address, (status, _) in rows.items() if status == "in_doubt"]
+    assert len([a for a in doubt if a not in counts]) <= 4
+    assert len(doubt) <= 4 + 100, len(doubt)
+    # a row recorded `sent` was received, once
+    assert all(counts.get(a) == 1 for a, (status, _) in rows.items() if status == "sent")

@@ -77,6 +77,7 @@ def context() -> Context:
         if _context is None:
             # no ping per transaction: a task that meets a dropped connection is retried
             _context = open_context(settings, migrate=False, pre_ping=False)
+            _context.group_commit = True    # `sent` answers written together, off the path
         return _context
 
 

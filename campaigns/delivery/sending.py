@@ -27,6 +27,7 @@ from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
 from campaigns.delivery.pacing import Pacer
 from campaigns.delivery.retries import RATE_WORDS, RETRIED, _verdict, backoff_s, spread_s
 from campaigns.delivery.pools import Breaker, candidates
+from campaigns.delivery.recording import GroupRecorder
 from campaigns.relays import OutgoingMessage, Relay, build_relay
 from campaigns.settings import Settings, require_secrets
 
@@ -62,8 +63,11 @@ def _outside_window(rt: CampaignRuntime) -> bool:
 
 
 class Sender:
-    def __init__(self, settings: Settings, db: Database, pacer: Pacer, breaker: Breaker) -> None:
+    def __init__(self, settings: Settings, db: Database, pacer: Pacer, breaker: Breaker,
+                 recorder: GroupRecorder | None = None) -> None:
         self.settings, self.db, self.pacer, self.breaker = settings, db, pacer, breaker
+        #: a worker's group commit of `sent` answers; None: each answer written at once
+        self.recorder = recorder
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
         self._templates: dict[tuple[str, Any], CompiledTemplate] = {}
@@ -410,9 +414,14 @@ class Sender:
         if err is not None:
             code, enhanced, text = err.code, err.enhanced, err.text or str(err)
         event, callback = self._follows(rt, EVENT_OF_STATUS.get(status, status))
-        ledger.record(self.db, delivery_id, status, code=code, enhanced=enhanced,
-                      text=note + (text or ""), message_id=message_id, retry_in_s=retry_in_s,
-                      refund=refund, category=verdict.category.value if verdict else None,
+        answer = dict(code=code, enhanced=enhanced, text=note + (text or ""),
+                      message_id=message_id, retry_in_s=retry_in_s, refund=refund,
+                      category=verdict.category.value if verdict else None,
                       reason=verdict.reason if verdict else None, relay=relay,
-                      provider_id=provider_id, event=event, callback=callback)
+                      provider_id=provider_id)
+        if self.recorder is not None and status == DeliveryStatus.SENT.value and not event:
+            self.recorder.add(ledger.record_values(delivery_id, status, **answer))
+        else:
+            ledger.record(self.db, delivery_id, status, event=event, callback=callback,
+                          **answer)
         return Outcome(status, retry_in_s, priority)

@@ -54,8 +54,9 @@ _KEPT = ("sent_at", "message_id", "next_attempt_at", "relay", "provider_message_
 # `in_doubt` too: a lease that expired during a slow send still gets the truth
 _RECORD = (update(Delivery)
            .where(Delivery.id == bindparam("b_id"),
-                  Delivery.status.in_((DeliveryStatus.SENDING.value,
-                                       DeliveryStatus.IN_DOUBT.value)))
+                  # not IN (…): an expanding parameter, which executemany refuses
+                  or_(Delivery.status == DeliveryStatus.SENDING.value,
+                      Delivery.status == DeliveryStatus.IN_DOUBT.value))
            .values({c: func.coalesce(_typed(c), getattr(Delivery, c)) if c in _KEPT else _typed(c)
                     for c in _RECORD_COLUMNS}
                    | {"attempts": Delivery.attempts - bindparam("v_refund", type_=Integer),
@@ -160,19 +161,14 @@ def first_attempt_at(db: Database, delivery_id: int) -> datetime | None:
     return first
 
 
-def record(db: Database, delivery_id: int, status: str, *, code: int | None = None,
-           enhanced: str | None = None, text: str | None = None,
-           message_id: str | None = None, retry_in_s: float | None = None,
-           refund: bool = False, category: str | None = None, reason: str | None = None,
-           relay: str | None = None, provider_id: str | None = None,
-           event: bool = False, callback: bool = False) -> None:
-    """The relay's answer for a claimed row (`sending`, or `in_doubt` when its lease ran
-    out during a slow send): its new status, the reply, and for a deferral when to retry.
-    `refund` gives the claim's attempt back (a throttle, an unreachable relay). `event`:
-    the delivery is followed (a message, a campaign with callbacks): its event is written
-    in the same transaction, an outbox entry when `callback`."""
+def record_values(delivery_id: int, status: str, *, code: int | None = None,
+                  enhanced: str | None = None, text: str | None = None,
+                  message_id: str | None = None, retry_in_s: float | None = None,
+                  refund: bool = False, category: str | None = None, reason: str | None = None,
+                  relay: str | None = None, provider_id: str | None = None) -> dict[str, Any]:
+    """The parameters of one answer's write (for `record` and `record_many`), stamped now."""
     now = utcnow()
-    values: dict[str, Any] = {
+    return {
         "b_id": delivery_id, "v_status": status, "v_updated_at": now, "v_lease_until": None,
         "v_reply_code": code, "v_enhanced_status": enhanced,
         "v_reply_text": (text or "")[:2000] or None,
@@ -183,12 +179,27 @@ def record(db: Database, delivery_id: int, status: str, *, code: int | None = No
         "v_refund": 1 if refund else 0,
         "v_bounce_category": category, "v_bounce_reason": reason,
         "v_relay": relay, "v_provider_message_id": provider_id}
+
+
+def _lazy_commit(db: Database, conn: Any) -> None:
+    if db.dialect == "postgresql":
+        # Losing this write in a database crash leaves the row `sending`, which the
+        # upkeep turns into `in_doubt`: never a second copy. So it need not wait for
+        # the WAL flush (the claim, which guards against resends, still does).
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
+def record(db: Database, delivery_id: int, status: str, *, event: bool = False,
+           callback: bool = False, **answer: Any) -> None:
+    """The relay's answer for a claimed row (`sending`, or `in_doubt` when its lease ran
+    out during a slow send): its new status, the reply, and for a deferral when to retry
+    (`answer`: the keywords of `record_values`; `refund` gives the claim's attempt back: a
+    throttle, an unreachable relay). `event`: the delivery is followed (a message, a
+    campaign with callbacks): its event is written in the same transaction, an outbox
+    entry when `callback`."""
+    values = record_values(delivery_id, status, **answer)
     with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            # Losing this write in a database crash leaves the row `sending`, which the
-            # upkeep turns into `in_doubt`: never a second copy. So it need not wait for
-            # the WAL flush (the claim, which guards against resends, still does).
-            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        _lazy_commit(db, conn)
         if not event:
             conn.execute(_RECORD, values)
             return
@@ -196,8 +207,18 @@ def record(db: Database, delivery_id: int, status: str, *, code: int | None = No
         if row is not None:
             events.emit(conn, delivery_id=delivery_id, campaign_id=row.campaign_id,
                         type=events.EVENT_OF_STATUS.get(status, status), callback=callback,
-                        code=code, category=category, reason=reason,
-                        detail=values["v_reply_text"], at=now)
+                        code=values["v_reply_code"], category=values["v_bounce_category"],
+                        reason=values["v_bounce_reason"], detail=values["v_reply_text"],
+                        at=values["v_updated_at"])
+
+
+def record_many(db: Database, answers: list[dict[str, Any]]) -> None:
+    """Several answers of rows nobody follows (no event), made by `record_values`, written
+    in one transaction: a worker's group commit of its `sent` rows."""
+    if answers:
+        with db.engine.begin() as conn:
+            _lazy_commit(db, conn)
+            conn.execute(_RECORD, answers)
 
 
 def give_back(db: Database, delivery_id: int, campaign_id: int, *, code: int | None,
