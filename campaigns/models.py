@@ -274,6 +274,21 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class GatewayUser(Base):
+    """A credential of the SMTP gateway (`campaigns gateway users add`): its password kept
+    only as an scrypt hash; what it may send as and where its mail goes."""
+    __tablename__ = "gateway_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))   # scrypt$n$r$p$salt$hash
+    from_domains: Mapped[str] = mapped_column(String(2000))   # "example.it,example.com"
+    stream: Mapped[str] = mapped_column(String(100))
+    relay: Mapped[str | None] = mapped_column(String(100))    # a relay or a pool
+    rate_per_s: Mapped[float | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Message(Base):
     """What one transactional message says (a delivery of origin `api`): a stored template
     and its data, or subject and bodies, or the raw bytes as submitted; who handed it over

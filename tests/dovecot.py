@@ -27,46 +27,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import debian
+
 PACKAGE = "dovecot-imapd"
 START_TIMEOUT_S = 10.0
 _SUN_PATH_MAX = 70   # base_dir holds unix sockets (108 bytes with their names): stay short
 
 
 def find_dovecot() -> str | None:
-    return shutil.which("dovecot") or next(
-        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)),
-        None)
+    return debian.find("dovecot")
 
 
 def ensure_dovecot() -> str:
-    """The dovecot binary; installs Debian's dovecot-imapd when it is missing (CI runs as
-    root). `apt-get update` only when the first install fails (stale or missing lists)."""
-    found = find_dovecot()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        raise RuntimeError(f"dovecot is not installed and apt-get is missing: install {PACKAGE}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", PACKAGE]
-
-    def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
-                              stdin=subprocess.DEVNULL, check=False)
-
-    done = run(install)
-    if done.returncode != 0:
-        update = run(["apt-get", "update", "-qq"])
-        if update.returncode != 0:
-            raise RuntimeError(f"dovecot is not installed; `{' '.join(install)}` failed and "
-                               f"`apt-get update -qq` failed (exit {update.returncode}): "
-                               f"{update.stderr.strip()[-800:]}")
-        done = run(install)
-    found = find_dovecot()
-    if not found:
-        raise RuntimeError(f"dovecot is not installed and `{' '.join(install)}` failed "
-                           f"(exit {done.returncode}, running as uid {os.geteuid()}): "
-                           f"{(done.stderr or done.stdout).strip()[-800:]}")
-    return found
+    """The dovecot binary; installs Debian's dovecot-imapd when it is missing."""
+    return debian.ensure("dovecot", PACKAGE)
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, keys, messages, rates,
+from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, gateway, keys, messages, rates,
                            redis, relays, schedules, suppressions, templates)
 from campaigns.cli.common import Enqueue, set_enqueue
 
@@ -28,5 +28,6 @@ for commands in (campaigns.commands, rates.commands, schedules.commands, api.com
 for module, name in ((contacts, "contacts"), (suppressions, "suppressions"),
                      (templates, "templates"), (relays, "relays"), (redis, "redis"),
                      (bounces, "bounces"), (rates, "rates"), (schedules, "schedules"),
-                     (keys, "keys"), (callbacks, "callbacks"), (messages, "messages")):
+                     (keys, "keys"), (callbacks, "callbacks"), (messages, "messages"),
+                     (gateway, "gateway")):
     app.add_typer(module.app, name=name)

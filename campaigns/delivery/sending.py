@@ -14,6 +14,7 @@ from campaigns.bounces import BounceCategory, BounceReport, Classification
 from campaigns.content.attachments import AttachmentError
 from campaigns.content.compose import (CampaignRuntime, compile_stored, compose,
                                        compose_message, load_runtime, return_path)
+from campaigns.content import original
 from campaigns.content.rendering import CompiledTemplate
 from campaigns.db import Database
 from campaigns.errors import (InputError, NotFound, RelayConfigError, RelayError, RelayInDoubt,
@@ -226,10 +227,17 @@ class Sender:
         try:
             files = ledger_messages.attachments(self.db, msg.attachments_from) \
                 if msg.attachments_from else []
-            template = self._message_template(msg.template) if msg.template else None
-            data, message_id, sender = compose_message(
-                msg, self.settings, delivery_id=delivery_id, address=row.address,
-                files=files, template=template)
+            if row.origin == "smtp":     # the gateway's: the original, as its author wrote it
+                if not files:
+                    raise NotFound("the original of this message is no longer stored")
+                data = original.for_delivery(files[0][2], self.settings.secret_key, delivery_id)
+                message_id = (original.values(files[0][2], "message-id") or [""])[0]
+                sender = msg.from_addr
+            else:
+                template = self._message_template(msg.template) if msg.template else None
+                data, message_id, sender = compose_message(
+                    msg, self.settings, delivery_id=delivery_id, address=row.address,
+                    files=files, template=template)
         except (TemplateRenderError, InputError, NotFound) as err:
             return self._record(rt, delivery_id, "failed", text=str(err))
         message = OutgoingMessage(sender=return_path(self.settings, delivery_id, sender),

@@ -44,6 +44,9 @@ class NewMessage:
     raw: bytes | None = None
     ref: str | None = None
     attachments: Sequence[tuple[str, str, bytes]] = ()   # (filename, content type, bytes)
+    #: `api` (POST /messages) or `smtp` (the gateway: its one attachment is the original
+    #: message, sent as written)
+    origin: str = "api"
 
 
 @dataclass
@@ -132,7 +135,7 @@ def _store(s: Session, campaign_id: int, items: Sequence[NewMessage], owner: str
         stop = _suppression(s, item.to, item.stream)
         status = DeliveryStatus.SUPPRESSED.value if stop else DeliveryStatus.QUEUED.value
         row = Delivery(campaign_id=campaign_id, address=item.to, status=status, attempts=0,
-                       updated_at=now, origin="api",
+                       updated_at=now, origin=item.origin,
                        reply_text=stop["reason"] if stop else None)
         s.add(row)
         s.flush()
@@ -158,6 +161,13 @@ def _store(s: Session, campaign_id: int, items: Sequence[NewMessage], owner: str
             queued.append(row.id)
         answer.append(entry)
     return {"messages": answer}, queued
+
+
+def suppression_for(db: Database, address: str, stream: str) -> dict[str, Any] | None:
+    """The suppression that stops a message of `stream` to `address` ({source, reason}:
+    scope, source and date in words), None when none does. A read."""
+    with db.session() as s:
+        return _suppression(s, address, stream)
 
 
 def _suppression(s: Session, address: str, stream: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from campaigns.errors import ConfigError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import RelayConfig, Settings
 from campaigns.settings.tables import (_attachments, _bounces, _callbacks, _breaker, _rates, _schedules,
-                                       _sending, _templates, _web)
+                                       _gateway, _sending, _templates, _web)
 from campaigns.settings.values import Secret
 
 
@@ -83,5 +83,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         templates=_templates(raw.get("templates", {}), where),
         web=_web(raw.get("web", {}), where),
         callbacks=_callbacks(raw.get("callbacks", {}), where, env),
+        gateway=_gateway(raw.get("gateway", {}), where,
+                         config_path.parent if config_path else Path.cwd()),
         config_searched=() if env.get("CAMPAIGNS_CONFIG") else searched,
     )

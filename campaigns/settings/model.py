@@ -170,6 +170,22 @@ class WebConfig:
     max_body_bytes: int = 30 * 1024 * 1024   # a request body past this is answered 413
 
 
+@dataclass(frozen=True)
+class GatewayConfig:
+    """TOML [gateway]: the SMTP submission gateway (`campaigns gateway`) an ERP points its
+    outgoing mail server at."""
+    listen: str | None = "127.0.0.1:2587"      # submission, STARTTLS offered (587 in production)
+    tls_listen: str | None = "127.0.0.1:2465"  # implicit TLS (465 in production)
+    cert_file: Path | None = None    # None: a self-signed pair made in the data dir
+    key_file: Path | None = None
+    hostname: str | None = None      # the name in the greeting and EHLO; None: this host's
+    max_message_bytes: int = 26_214_400
+    max_recipients: int = 100        # per message
+    suppressed: str = "reject"       # or "accept": recorded as suppressed, called back
+    allow_plain_auth_from: tuple[str, ...] = ()   # addresses that may AUTH without TLS
+    timeout_s: float = 300.0         # an idle session is closed after this
+
+
 #: the event types a callback may ask for ([callbacks] events)
 CALLBACK_EVENTS = ("delivered", "bounced", "complained", "failed", "suppressed", "deferred",
                    "queued", "in_doubt")
@@ -225,6 +241,7 @@ class Settings:
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     web: WebConfig = field(default_factory=WebConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     #: where a config file was looked for when CAMPAIGNS_CONFIG is unset (for errors)
     config_searched: tuple[Path, ...] = ()
 

@@ -11,7 +11,7 @@ from typing import Any
 from campaigns.errors import ConfigError, InputError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import (CALLBACK_EVENTS, AttachmentPolicy, BouncesConfig,
-                                      BreakerConfig, CallbacksConfig, LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
+                                      BreakerConfig, CallbacksConfig, GatewayConfig, LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
                                       TemplatesConfig, WarmupConfig, WebConfig)
 from campaigns.settings.values import (Secret, check_table, clamp, env_var_problem,
                                        setting)
@@ -237,3 +237,48 @@ def _names(value: Any, at: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{at}: {key} must be a list of names such as [\"a\", \"b\"]")
     return tuple(value)
+
+
+def _listen(value: Any, at: str, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    host, _, port = str(value).rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{at}: {key} must be HOST:PORT such as 127.0.0.1:2587 (port 0: any "
+                          f"free port; \"\" for none), got {value!r}")
+    return str(value)
+
+
+def _gateway(raw: Any, where: str, base: Path) -> GatewayConfig:
+    """[gateway]: listen, tls_listen, cert_file, key_file, hostname, max_message_bytes,
+    max_recipients, suppressed (reject|accept), allow_plain_auth_from, timeout_s."""
+    at = f"{where}: [gateway]"
+    raw = check_table(raw, at, {"listen", "tls_listen", "cert_file", "key_file", "hostname",
+                                "max_message_bytes", "max_recipients", "suppressed",
+                                "allow_plain_auth_from", "timeout_s"})
+    d = GatewayConfig()
+    listen = _listen(raw.get("listen", d.listen), at, "listen")
+    tls_listen = _listen(raw.get("tls_listen", d.tls_listen), at, "tls_listen")
+    if listen is None and tls_listen is None:
+        raise ConfigError(f"{at}: listen and tls_listen are both empty: give at least one")
+    files = {}
+    for key in ("cert_file", "key_file"):
+        value = raw.get(key)
+        files[key] = None if value is None else (base / str(value)).expanduser()
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        raise ConfigError(f"{at}: give both cert_file and key_file, or neither (a self-signed "
+                          "pair is then made in the data dir)")
+    suppressed = str(raw.get("suppressed", d.suppressed))
+    if suppressed not in ("reject", "accept"):
+        raise ConfigError(f"{at}: suppressed must be \"reject\" (550 at RCPT) or \"accept\" "
+                          f"(recorded as suppressed), got {suppressed!r}")
+    allowed = raw.get("allow_plain_auth_from", [])
+    allowed = _strings(allowed, f"{at}: allow_plain_auth_from") if allowed else ()
+    hostname = raw.get("hostname")
+    return GatewayConfig(
+        listen=listen, tls_listen=tls_listen, cert_file=files["cert_file"],
+        key_file=files["key_file"], hostname=None if hostname is None else str(hostname),
+        max_message_bytes=setting(raw, d, "max_message_bytes", int, 1024, at),
+        max_recipients=setting(raw, d, "max_recipients", int, 1, at),
+        suppressed=suppressed, allow_plain_auth_from=allowed,
+        timeout_s=setting(raw, d, "timeout_s", float, 1, at))
