@@ -228,3 +228,31 @@ def test_a_resubmission_is_answered_250_and_sent_once(project: Any, gateway: Gat
     wait_sent(project, 1)
     time.sleep(1.0)
     assert len(rows(project)) == 1 and project.sink.counts()["fede@clienti.example.com"] == 1
+
+
+def test_suppressed_accept_records_it_and_messages_list_shows_the_stream(project: Any) -> None:
+    import json
+
+    from campaigns.ledger.suppressions import add
+    project.extra_toml += gateway_toml('suppressed = "accept"\n')
+    project.write_config()
+    add_user(project, "erp", "--from-domain", "bottega.example.it", "--stream", "invoices")
+    add(project.ctx.db, "gone@clienti.example.com", reason="5.1.1 user unknown", source="bounce")
+    project.workers(1)
+    gw = start_gateway(project)
+    try:
+        with gw.login() as smtp:
+            refused = smtp.sendmail("fatture@bottega.example.it",
+                                    ["gone@clienti.example.com", "gina@clienti.example.com"],
+                                    invoice(["gina@clienti.example.com"]).as_bytes(policy=SMTP))
+            assert refused == {}
+    finally:
+        gw.stop()
+    wait_sent(project, 1)
+    assert sorted((a, s) for a, s, _ in rows(project)) == [
+        ("gina@clienti.example.com", "sent"), ("gone@clienti.example.com", "suppressed")]
+    assert "gone@clienti.example.com" not in project.sink.counts()
+    listed = json.loads(project.cli("messages", "list", "--stream", "invoices", "--json").stdout)
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert sorted(m["to"] for m in items) == ["gina@clienti.example.com",
+                                              "gone@clienti.example.com"]
