@@ -83,8 +83,16 @@ class Stats:
     """What `campaigns gateway status` shows (kept in Redis by the running gateway)."""
     started: float = field(default_factory=time.time)
     open: set[int] = field(default_factory=set)     # sessions now (STARTTLS makes no new one)
-    accepted: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    accepted: deque[float] = field(default_factory=deque)   # the last minute's
+    accepted_total: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
+
+    def accept(self) -> None:
+        now = time.time()
+        self.accepted.append(now)
+        self.accepted_total += 1
+        while self.accepted and self.accepted[0] < now - 60:
+            self.accepted.popleft()
 
     def refused(self, reason: str) -> None:
         self.refusals[reason] += 1
@@ -93,7 +101,7 @@ class Stats:
         now = time.time()
         return {"connections": len(self.open),
                 "accepted_last_minute": sum(1 for t in self.accepted if t > now - 60),
-                "accepted_total": len(self.accepted),
+                "accepted_total": self.accepted_total,
                 "refusals": dict(self.refusals), "since": self.started}
 
 
@@ -265,7 +273,7 @@ class Handler:
             log.exception("gateway: storing a message from %s failed", user.name)
             self.stats.refused("store_failed")
             return "451 4.3.0 Could not store the message now; try again later"
-        self.stats.accepted.append(time.time())
+        self.stats.accept()
         return f"250 2.0.0 Ok: queued as {first}" + (" (already accepted)" if replayed else "")
 
     def _store(self, user: users.UserInfo, mail_from: str, rcpts: list[str],
