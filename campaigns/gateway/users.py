@@ -136,14 +136,6 @@ def list_users(db: Database) -> list[UserInfo]:
         return [_info(r) for r in s.scalars(select(GatewayUser).order_by(GatewayUser.name))]
 
 
-def get_user(db: Database, name: str) -> UserInfo:
-    with db.session() as s:
-        row = s.scalars(select(GatewayUser).where(GatewayUser.name == name)).first()
-        if row is None:
-            raise NotFound(f"no gateway user named '{name}'")
-        return _info(row)
-
-
 def remove_user(db: Database, name: str) -> None:
     with db.session() as s:
         if not s.execute(delete(GatewayUser).where(GatewayUser.name == name)).rowcount:
@@ -203,7 +195,7 @@ def authenticate(db: Database, name: str, password: str) -> UserInfo | None:
     with db.session() as s:
         row = s.scalars(select(GatewayUser).where(GatewayUser.name == name)).first()
         if row is None:
-            check_password(password, _DUMMY)   # the same time for an unknown name
+            check_password(password, _dummy())   # the same time for an unknown name
             return None
         info, stored = _info(row), row.password_hash
     if _proven.knows(name, password, stored):
@@ -214,4 +206,10 @@ def authenticate(db: Database, name: str, password: str) -> UserInfo | None:
     return info
 
 
-_DUMMY = hash_password(secrets.token_urlsafe(12))
+_DUMMIES: list[str] = []
+
+
+def _dummy() -> str:
+    if not _DUMMIES:
+        _DUMMIES.append(hash_password(secrets.token_urlsafe(12)))
+    return _DUMMIES[0]
