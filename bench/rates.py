@@ -73,6 +73,8 @@ class Bench:
             writer.writerows((f"{name}{i}@{domains[i % len(domains)]}", f"N{i}") for i in range(count))
         import_contacts(self.ctx.db, path, name)
 
+    threads = 4     # messages in flight per worker process (`campaigns worker`'s default)
+
     def run(self, list_name: str, workers: int, seconds: float,
             during: Any = None) -> tuple[list[Any], float]:
         """Launch a campaign on `list_name`, measure `seconds` from the first message."""
@@ -81,7 +83,9 @@ class Bench:
         lifecycle.create_campaign(self.ctx.db, self.ctx.settings, name=name,
                                   list_name=list_name, template="t",
                                   from_addr="Bench <news@bench.test>")
-        with WorkerGroup(workers, queue=self.ctx.settings.worker_queues, env=self.env):
+        with WorkerGroup(workers, queue=self.ctx.settings.worker_queues, env=self.env,
+                         pool="threads" if self.threads > 1 else "solo",
+                         concurrency=self.threads):
             time.sleep(3)  # workers booted
             self.sink.received.clear()
             lifecycle.launch(self.ctx.db, self.ctx.settings, name, self.enqueue)
@@ -189,19 +193,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--quick", action="store_true", help="10 s runs, 50/s only, 2 workers")
     parser.add_argument("--skip-fixed", action="store_true", help="only the group and change runs")
+    parser.add_argument("--only-fixed", action="store_true", help="only the fixed-rate runs")
+    parser.add_argument("--rates", default="50,200", help="the fixed runs' relay limits")
+    parser.add_argument("--workers", default="2,4", help="the fixed runs' worker processes")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="messages in flight per worker process (campaigns worker's default)")
     args = parser.parse_args()
     seconds = 10 if args.quick else args.seconds
     folder = Path(tempfile.mkdtemp(prefix="bench-rates-"))
     with ScriptedSink(keep_data=False) as sink:
         b = Bench(folder, sink)
+        b.threads = args.threads
         b.audience("plain", ["bench.test"], int(200 * seconds * 1.3) + 500)
         b.audience("mix", ["gmail.com", "bench.test"], 24000)
-        results: dict[str, Any] = {"seconds": seconds}
+        results: dict[str, Any] = {"seconds": seconds, "threads": args.threads,
+                                   "load_before": os.getloadavg()}
         if not args.skip_fixed:
-            results["fixed"] = fixed_rates(b, seconds, [50] if args.quick else [50, 200],
-                                           [2] if args.quick else [2, 4])
-        results["domain_group"] = domain_group(b, min(seconds, 30))
-        results["rate_change"] = rate_change(b, min(seconds, 30))
+            results["fixed"] = fixed_rates(
+                b, seconds, [50] if args.quick else [int(r) for r in args.rates.split(",")],
+                [2] if args.quick else [int(w) for w in args.workers.split(",")])
+        if not args.only_fixed:
+            results["domain_group"] = domain_group(b, min(seconds, 30))
+            results["rate_change"] = rate_change(b, min(seconds, 30))
+        results["load_after"] = os.getloadavg()
+        print("load average before/after: %.2f / %.2f" % (results["load_before"][0],
+                                                        results["load_after"][0]))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"rates-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
