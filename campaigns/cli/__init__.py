@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, gateway, keys, messages, rates,
-                           redis, relays, schedules, suppressions, templates)
+from campaigns.cli import (api, bounces, callbacks, campaigns, contacts, dkim, gateway, keys,
+                           messages, rates, redis, relays, schedules, suppressions, templates)
 from campaigns.cli.common import Enqueue, set_enqueue
 
 __all__ = ["app", "Enqueue", "set_enqueue"]
@@ -29,5 +29,5 @@ for module, name in ((contacts, "contacts"), (suppressions, "suppressions"),
                      (templates, "templates"), (relays, "relays"), (redis, "redis"),
                      (bounces, "bounces"), (rates, "rates"), (schedules, "schedules"),
                      (keys, "keys"), (callbacks, "callbacks"), (messages, "messages"),
-                     (gateway, "gateway")):
+                     (gateway, "gateway"), (dkim, "dkim")):
     app.add_typer(module.app, name=name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from datetime import timedelta
 
@@ -15,6 +15,7 @@ from campaigns.content.attachments import AttachmentError
 from campaigns.content.compose import (CampaignRuntime, compile_stored, compose,
                                        compose_message, load_runtime, return_path)
 from campaigns.content import original
+from campaigns.content.dkim import Signer
 from campaigns.content.rendering import CompiledTemplate
 from campaigns.db import Database
 from campaigns.errors import (InputError, NotFound, RelayConfigError, RelayError, RelayInDoubt,
@@ -72,6 +73,8 @@ class Sender:
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
         self._templates: dict[tuple[str, Any], CompiledTemplate] = {}
+        #: DKIM signatures of the [dkim] domains (keys loaded once, on first use)
+        self.dkim = Signer(settings.dkim)
         #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
         self.sending: tuple[int, str] = (0, "")
         #: a relay refused us (auth, our account): the settings may be changed by a person
@@ -267,10 +270,15 @@ class Sender:
         relay: str | None = route.relay
         where = self._where(rt, delivery_id, message.recipient)
         log.debug("%s: sending through relay %s", where, relay)
+        signed: dict[str, OutgoingMessage] = {}
         while True:
             assert relay is not None
             try:
-                result = self.relay(relay).send(message)
+                outgoing = self._as_relay_takes(relay, message, signed)
+            except InputError as err:   # dkimpy could not sign it (a malformed header)
+                return self._record(rt, delivery_id, "failed", text=str(err))
+            try:
+                result = self.relay(relay).send(outgoing)
             except RelayConfigError as err:
                 self._trip(relay)
                 relay = self._failover(rt, route, relay, message)
@@ -296,6 +304,20 @@ class Sender:
             return self._record(rt, delivery_id, "sent", code=result.code, enhanced=result.enhanced,
                                 text=result.text, message_id=message.message_id, relay=relay,
                                 provider_id=result.provider_id)
+
+    def _as_relay_takes(self, relay: str, message: OutgoingMessage,
+                        signed: dict[str, OutgoingMessage]) -> OutgoingMessage:
+        """`message` DKIM-signed when its From domain has a [dkim] table and `relay` does
+        not sign itself (dkim = false: as composed). Signed here, at each attempt, because
+        only here is the relay known: a pool chooses it per message and a failover changes
+        it. The signature is made once per message, on the first attempt that needs it, and
+        kept in `signed` for the pool's next relay; a message that only relays with
+        dkim = false take is never signed (no cost)."""
+        if not self.dkim or not self.settings.relay(relay).dkim:
+            return message
+        if "dkim" not in signed:
+            signed["dkim"] = replace(message, data=self.dkim.sign(message.data))
+        return signed["dkim"]
 
     def _where(self, rt: CampaignRuntime, delivery_id: int, address: str) -> str:
         label = f"campaign {rt.name}, delivery {delivery_id}, to @{address.rpartition('@')[2]}"

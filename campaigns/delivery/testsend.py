@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from campaigns.audience.contacts import normalise_address
 from campaigns.content.compose import compose, contact_row, runtime_by_name
+from campaigns.content.dkim import Signer
 from campaigns.db import Database
 from campaigns.errors import InputError, NotFound, RelayError
 from campaigns.ledger.reads import get_campaign
@@ -38,14 +39,15 @@ def send_test_copies(db: Database, settings: Settings, name: str, to: Sequence[s
                 raise NotFound(f"campaign '{name}' has an empty list; give --contact")
             email, attributes, source_dir = row[0], dict(row[1] or {}), row[2]
     from campaigns.delivery.pools import first_relay
-    relay = build_relay(settings.relay(first_relay(settings, rt.relay)))
+    config = settings.relay(first_relay(settings, rt.relay))
+    relay, dkim = build_relay(config), Signer(settings.dkim if config.dkim else {})
     lines = []
     try:
         for target in targets:
             data, message_id = compose(rt, settings, delivery_id=None, address=email,
                                        attributes=attributes, source_dir=source_dir, to=target)
             message = OutgoingMessage(sender=rt.builder.envelope_from, recipient=target,
-                                      data=data, message_id=message_id,
+                                      data=dkim.sign(data), message_id=message_id,
                                       smtputf8=not target.isascii())
             try:
                 result = relay.send(message)

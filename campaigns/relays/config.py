@@ -1,7 +1,8 @@
 """Each [relays.NAME] table, read and checked by the relays package itself (settings hands
 the raw table over, `campaigns.settings.hooks` "relay"): the SMTP preset and security, the
 secrets given as KEY or KEY_env, and the kind resolved and its keys checked by building the
-relay object (`validate_config`), at load. `describe` is what `relays list` shows."""
+relay object (`validate_config`), at load; `dkim` (true by default), which every kind
+accepts: false for a provider that signs messages itself. `describe` is what `relays list` shows."""
 from __future__ import annotations
 
 import os
@@ -26,7 +27,7 @@ def relay_config(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
     texts = ("preset", "base_url", "domain", "region", "message_stream", "endpoint_url",
              "configuration_set")
     known = {"kind", "host", "port", "security", "username", "timeout_s", "tls_verify",
-             "ca_file", "helo_name", "path", "warmup", *texts, *secrets,
+             "ca_file", "helo_name", "path", "warmup", "dkim", *texts, *secrets,
              *(f"{key}_env" for key in secrets)}
 
     def secret(key: str) -> Secret | None:
@@ -43,6 +44,10 @@ def relay_config(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
             raise ConfigError(f"{at}: {key} must be a non-empty string, {shown(key, value)}")
         return value.strip() if value else None
 
+    dkim = raw.get("dkim", True)
+    if not isinstance(dkim, bool):   # every kind: false for a provider that signs itself
+        raise ConfigError(f"{at}: dkim must be true or false (false: this relay's provider "
+                          f"signs with DKIM itself), {shown('dkim', dkim)}")
     kind = str(raw.get("kind", "smtp"))
     preset_name = text("preset")
     if preset_name and kind != "smtp":
@@ -68,6 +73,7 @@ def relay_config(name: str, raw: dict[str, Any], where: str) -> RelayConfig:
         domain=text("domain"), region=text("region"), message_stream=text("message_stream"),
         access_key_id=secret("access_key_id"), secret_access_key=secret("secret_access_key"),
         endpoint_url=text("endpoint_url"), configuration_set=text("configuration_set"),
+        dkim=dkim,
     )
     if preset and preset_name:
         require_login(preset_name, preset, config.username, bool(config.password), at)
@@ -102,6 +108,8 @@ def describe(config: RelayConfig) -> dict[str, Any]:
             out["message_stream"] = config.message_stream or "outbound"
     if config.path:
         out["path"] = config.path
+    if not config.dkim:
+        out["dkim"] = "off (the provider signs)"
     return out
 
 

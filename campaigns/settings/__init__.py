@@ -20,7 +20,7 @@ owners through settings.hooks (checked by import-linter)."""
 from campaigns.settings.hooks import hook, register
 from campaigns.settings.load import load_settings, read_relay
 from campaigns.settings.model import (CALLBACK_EVENTS, AttachmentPolicy, BouncesConfig,
-                                      BreakerConfig, CallbacksConfig,
+                                      BreakerConfig, CallbacksConfig, DkimConfig,
                                       LimitConfig, PoolConfig, RatesConfig, RelayConfig,
                                       SchedulesConfig, SendingPolicy, Settings, TemplatesConfig,
                                       WarmupConfig, WebConfig, require_secrets, unset_secrets)
@@ -30,7 +30,7 @@ from campaigns.settings.values import (Secret, UnsetSecret, check_table, clamp, 
 _relay = read_relay   # the name tests import
 
 __all__ = ["CALLBACK_EVENTS", "AttachmentPolicy", "BouncesConfig", "BreakerConfig",
-           "CallbacksConfig", "LimitConfig", "PoolConfig",
+           "CallbacksConfig", "DkimConfig", "LimitConfig", "PoolConfig",
            "RatesConfig", "RelayConfig", "SchedulesConfig", "Secret", "SendingPolicy",
            "Settings", "TemplatesConfig", "UnsetSecret", "WarmupConfig", "WebConfig", "check_table", "clamp",
            "env_var_problem", "hook", "load_settings", "read_relay", "register",

@@ -5,13 +5,15 @@ table still fails at start-up naming the file.
 
 Owners are named here as "module:function" and imported on first use: settings imports no
 domain module, and a load imports what it imported before (the relays, the IMAP reader, the
-renderer's limits) plus campaigns.delivery.pools (no Redis import), `campaigns --help` nothing more.
+renderer's limits) plus campaigns.delivery.pools (no Redis import) and, when a [dkim] table
+is set, campaigns.content.dkim (dkimpy); `campaigns --help` nothing more.
 
   relay           (name, table, where) -> RelayConfig   one [relays.NAME], kind resolved
   relay.describe  (RelayConfig) -> dict                 what `relays list` shows
   pools           (table, relays, where) -> {name: PoolConfig}
   bounces.imap    (table, where) -> ImapConfig          InputError naming the key
   templates       (TemplatesConfig) -> None             the renderer's limits, per process
+  dkim.key        (path, "rsa"|"ed25519", where) -> None   a [dkim] key file parses
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ OWNERS: dict[str, str] = {
     "pools": "campaigns.delivery.pools:pool_configs",
     "bounces.imap": "campaigns.intake.imap:parse_imap_config",
     "templates": "campaigns.content.render_limits:configure_from",
+    "dkim.key": "campaigns.content.dkim:check_key",
 }
 _resolved: dict[str, Callable[..., Any]] = {}
 

@@ -11,8 +11,8 @@ from typing import Any
 from campaigns.errors import ConfigError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import RelayConfig, Settings
-from campaigns.settings.tables import (_attachments, _bounces, _callbacks, _breaker, _rates, _schedules,
-                                       _gateway, _sending, _templates, _web)
+from campaigns.settings.tables import (_attachments, _bounces, _callbacks, _breaker, _dkim, _rates,
+                                       _schedules, _gateway, _sending, _templates, _web)
 from campaigns.settings.values import Secret
 
 
@@ -66,6 +66,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     if default_relay and default_relay not in relays and default_relay not in pools:
         raise ConfigError(f"{where}: default_relay '{default_relay}' is not one of [relays.*] "
                           f"or [pools.*]")
+    base = config_path.parent if config_path else Path.cwd()
     database_url = env.get("CAMPAIGNS_DATABASE_URL") or f"sqlite:///{data_dir / 'campaigns.db'}"
     return Settings(
         data_dir=data_dir, database_url=database_url,
@@ -83,7 +84,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         templates=_templates(raw.get("templates", {}), where),
         web=_web(raw.get("web", {}), where),
         callbacks=_callbacks(raw.get("callbacks", {}), where, env),
-        gateway=_gateway(raw.get("gateway", {}), where,
-                         config_path.parent if config_path else Path.cwd()),
+        gateway=_gateway(raw.get("gateway", {}), where, base),
+        dkim=_dkim(raw.get("dkim", {}), where, base),
         config_searched=() if env.get("CAMPAIGNS_CONFIG") else searched,
     )

@@ -42,6 +42,7 @@ class RelayConfig:
     secret_access_key: Secret | None = None
     endpoint_url: str | None = None  # ses: another endpoint (a VPC endpoint, moto in tests)
     configuration_set: str | None = None  # ses
+    dkim: bool = True                # sign messages of [dkim] domains; false: the provider signs
 
     def describe(self) -> dict[str, Any]:
         """What may be shown to a person: everything but the secrets (each kind's fields, as
@@ -186,6 +187,17 @@ class GatewayConfig:
     timeout_s: float = 300.0         # an idle session is closed after this
 
 
+@dataclass(frozen=True)
+class DkimConfig:
+    """TOML [dkim."DOMAIN"]: the keys that sign messages whose From is at DOMAIN
+    (campaigns.content.dkim): RSA always, Ed25519 too when both ed25519_* keys are given."""
+    domain: str
+    selector: str
+    key_file: Path
+    ed25519_selector: str | None = None
+    ed25519_key_file: Path | None = None
+
+
 #: the event types a callback may ask for ([callbacks] events)
 CALLBACK_EVENTS = ("delivered", "bounced", "complained", "failed", "suppressed", "deferred",
                    "queued", "in_doubt")
@@ -242,6 +254,7 @@ class Settings:
     web: WebConfig = field(default_factory=WebConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    dkim: dict[str, DkimConfig] = field(default_factory=dict)   # by lower-case From domain
     #: where a config file was looked for when CAMPAIGNS_CONFIG is unset (for errors)
     config_searched: tuple[Path, ...] = ()
 

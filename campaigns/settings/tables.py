@@ -1,9 +1,11 @@
 """Readers of the generic tables: [sending], [rates], [bounces], [breaker], [schedules],
-[attachments], [templates]. Each takes the raw TOML table and `where` (the file, for errors)
-and returns its typed dataclass or raises ConfigError. A table a domain module owns
-([bounces.imap]; the renderer's limits) is handed to it through `hooks`."""
+[attachments], [templates], [web], [callbacks], [gateway], [dkim]. Each takes the raw TOML
+table and `where` (the file, for errors) and returns its typed dataclass or raises
+ConfigError. A table a domain module owns ([bounces.imap]; the renderer's limits; whether a
+DKIM key parses) is handed to it through `hooks`."""
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,10 @@ from typing import Any
 from campaigns.errors import ConfigError, InputError
 from campaigns.settings.hooks import hook
 from campaigns.settings.model import (CALLBACK_EVENTS, AttachmentPolicy, BouncesConfig,
-                                      BreakerConfig, CallbacksConfig, GatewayConfig, LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
+                                      BreakerConfig, CallbacksConfig, DkimConfig, GatewayConfig, LimitConfig, RatesConfig, SchedulesConfig, SendingPolicy,
                                       TemplatesConfig, WarmupConfig, WebConfig)
 from campaigns.settings.values import (Secret, check_table, clamp, env_var_problem,
-                                       setting)
+                                       setting, shown)
 
 
 def _sending(raw: dict[str, Any], where: str) -> SendingPolicy:
@@ -282,3 +284,48 @@ def _gateway(raw: Any, where: str, base: Path) -> GatewayConfig:
         max_recipients=setting(raw, d, "max_recipients", int, 1, at),
         suppressed=suppressed, allow_plain_auth_from=allowed,
         timeout_s=setting(raw, d, "timeout_s", float, 1, at))
+
+
+#: a DKIM selector: one or more DNS labels (the name before ._domainkey.)
+DKIM_SELECTOR = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*")
+_DKIM_KEYS = {"selector", "key_file", "ed25519_selector", "ed25519_key_file"}
+
+
+def _dkim(raw: Any, where: str, base: Path) -> dict[str, DkimConfig]:
+    """[dkim."DOMAIN"] tables: selector and key_file (RSA), optionally ed25519_selector and
+    ed25519_key_file (dual signing). Each key file must exist and parse (checked by
+    campaigns.content.dkim through `hooks`); relative paths are from the config file's
+    folder."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f'{where}: [dkim] must hold one [dkim."DOMAIN"] table per domain')
+    tables = {}
+    for domain, table in raw.items():
+        at = f'{where}: [dkim."{domain}"]'
+        name = str(domain).strip().lower().rstrip(".")
+        if "@" in name or "." not in name or " " in name:
+            raise ConfigError(f"{at}: the table's name must be the From domain, quoted, such "
+                              f'as [dkim."example.it"]')
+        if name in tables:
+            raise ConfigError(f"{at}: domain {name} has two [dkim] tables")
+        table = check_table(table, at, _DKIM_KEYS)
+        files: dict[str, Path | None] = {}
+        selectors: dict[str, str | None] = {}
+        for prefix, kind in (("", "rsa"), ("ed25519_", "ed25519")):
+            selector, key_file = table.get(f"{prefix}selector"), table.get(f"{prefix}key_file")
+            if prefix and selector is None and key_file is None:
+                selectors[kind], files[kind] = None, None
+                continue
+            for key, value in ((f"{prefix}selector", selector), (f"{prefix}key_file", key_file)):
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{at}: {key} must be given, as text ({shown(key, value)})")
+            if not DKIM_SELECTOR.fullmatch(str(selector)):
+                raise ConfigError(f"{at}: {prefix}selector must be a DNS label such as "
+                                  f"\"news2026\", got {selector!r}")
+            path = base / Path(str(key_file)).expanduser()
+            hook("dkim.key")(path, kind, f"{at} {prefix}key_file")
+            selectors[kind], files[kind] = str(selector), path
+        assert selectors["rsa"] is not None and files["rsa"] is not None
+        tables[name] = DkimConfig(domain=name, selector=selectors["rsa"], key_file=files["rsa"],
+                                  ed25519_selector=selectors["ed25519"],
+                                  ed25519_key_file=files["ed25519"])
+    return tables
