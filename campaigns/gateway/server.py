@@ -53,10 +53,36 @@ def enhanced(reply: str) -> str:
     return f"{reply[:4]}{code} {reply[4:]}" if code else reply
 
 
+@dataclass(frozen=True)
+class _Pending:
+    mechanism: str
+    auth_data: Any
+
+
 class _Smtp(SMTP):
     """aiosmtpd's server with an enhanced status code on every reply but the greeting,
-    the EHLO/HELO lines and 354."""
+    the EHLO/HELO lines and 354, and the password checked off the event loop (a first login
+    costs an scrypt hash and a database read: other sessions go on meanwhile)."""
     _plain = False
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd's PLAIN and LOGIN call this synchronously: hand the check to _settle
+        return AuthResult(success=False, handled=False, auth_data=_Pending(mechanism, auth_data))
+
+    async def _settle(self, result: AuthResult) -> AuthResult:
+        pending = result.auth_data
+        if not isinstance(pending, _Pending):
+            return result
+        assert self._authenticator is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._authenticator, self, self.session, self.envelope, pending.mechanism,
+            pending.auth_data)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._settle(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._settle(await super().auth_LOGIN(_, args))
 
     async def push(self, status: Any) -> None:  # type: ignore[override]
         if isinstance(status, str) and not self._plain and not status.startswith(("220", "354")):
