@@ -8,11 +8,12 @@ same size to the same sink. The sink's capacity is 5 threads of this process, on
 connection each, sending N/5 messages each (the physical limit of the sink on this machine).
 With --peer, django-post_office 3.12 with its Celery integration (bench/peer_postoffice.py,
 in a venv of its own made on first use) sends the same N messages to the same sink on each
-database of the run. Run:
+database of the run. With --dkim, a 2048-bit RSA key signs every message (the From domain
+bench.test has a [dkim] table): the signing cost in the whole pipeline. Run:
 
     .venv/bin/python bench/throughput.py [--messages 10000] [--workers 2] [--db sqlite,postgresql]
                                          [--sink aiosmtpd|fast] [--peer]
-                                         [--threads T] [--message newsletter|small]
+                                         [--threads T] [--message newsletter|small] [--dkim]
 
 Prints messages/s, the peer's, ours/peer and the ratios to the ceiling and to the 5-connection
 capacity; writes bench/results/throughput-*.json.
@@ -137,16 +138,21 @@ def wait_done(db, name: str, total: int, timeout_s: float) -> float:  # type: ig
 
 def run_pipeline(db_url: str, port: int, count: int, workers: int,
                  relay_rate: float | None = None, threads: int = 1,
-                 message: str = "newsletter") -> dict[str, float]:
+                 message: str = "newsletter", dkim: bool = False) -> dict[str, float]:
     from campaigns import lifecycle
     from campaigns.context import open_context
     from campaigns.settings import load_settings
     from campaigns.workerproc import WorkerGroup
 
     folder = Path(tempfile.mkdtemp(prefix="bench-"))
+    signing = ""
+    if dkim:   # the bench's From domain signs every message (campaigns dkim keygen's key)
+        from campaigns.content.dkim import RSA, generate
+        key = generate(RSA, "bench", folder / "dkim" / "bench.test.bench.pem")
+        signing = f'[dkim."bench.test"]\nselector = "bench"\nkey_file = "{key.path}"\n'
     (folder / "campaigns.toml").write_text(
         f'default_relay = "sink"\n[relays.sink]\nkind = "smtp"\nhost = "127.0.0.1"\n'
-        f'port = {port}\nsecurity = "none"\n')
+        f'port = {port}\nsecurity = "none"\n{signing}')
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
     env.update(CAMPAIGNS_DATA_DIR=str(folder / "data"), CAMPAIGNS_CONFIG=str(folder / "campaigns.toml"),
                CAMPAIGNS_DATABASE_URL=db_url, CAMPAIGNS_REDIS_URL=REDIS_URL)
@@ -204,6 +210,8 @@ def main() -> None:
                         help="aiosmtpd (the project's sink) or fast (bench/fastsink.py)")
     parser.add_argument("--message", choices=sorted(MESSAGES), default="newsletter",
                         help="newsletter (~9 KB on the wire) or small (the issue's ~1.5 KB message)")
+    parser.add_argument("--dkim", action="store_true",
+                        help="sign every message with a 2048-bit RSA DKIM key ([dkim.\"bench.test\"])")
     parser.add_argument("--peer", action="store_true",
                         help="also django-post_office + Celery on each database, same sink, same N")
     args = parser.parse_args()
@@ -211,7 +219,7 @@ def main() -> None:
     results: dict[str, object] = {"messages": args.messages, "workers": args.workers,
                                   "threads": args.threads,
                                   "sink": args.sink, "relay_rate": args.relay_rate,
-                                  "message": args.message}
+                                  "message": args.message, "dkim": args.dkim}
     try:
         size = len(MESSAGES[args.message][1].encode()) * 2  # html + a text part of similar size
         results["ceiling_rate"] = ceiling(port, args.messages, size)
@@ -223,7 +231,8 @@ def main() -> None:
                 continue
             url = PG_URL if db == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/bench.db"
             results[db] = r = run_pipeline(url, port, args.messages, args.workers,
-                                           args.relay_rate, args.threads, args.message)
+                                           args.relay_rate, args.threads, args.message,
+                                           args.dkim)
             r["ratio_ceiling"] = r["rate"] / results["ceiling_rate"]  # type: ignore[operator]
             r["ratio_capacity5"] = r["rate"] / results["capacity5_rate"]  # type: ignore[operator]
             print(f"{db:10s} {r['sent']} sent in {r['total_s']:.1f} s = {r['rate']:.0f} msg/s "

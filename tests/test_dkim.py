@@ -27,7 +27,7 @@ from campaigns.errors import ConfigError
 from campaigns.settings import load_settings
 from tests import debian
 from tests.conftest import CI, need
-from tests.helpers import HTML, write_csv
+from tests.helpers import HTML, free_port, write_csv
 
 #: what every signature must cover (a bulk message has them all)
 SIGNED = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type",
@@ -273,6 +273,42 @@ def test_a_relay_that_signs_itself_and_a_domain_without_keys_send_unsigned(
         assert len(got) == 10 and not any(b"DKIM-Signature" in m for m in got), name
     lookup = txt_lookup(port)
     assert [verified(m, lookup) for m in caught(project, "control")] == [[True]] * 10
+
+
+def test_in_a_pool_the_relay_that_takes_the_message_decides(project: Any,
+                                                          zone: tuple[Zone, int]) -> None:
+    """Each pool's first relay cannot be reached, so every message fails over: signed when
+    the relay that takes it signs with our key, unsigned when it signs itself, whatever the
+    relay tried first wanted."""
+    server, port = zone
+    records, toml = keygen(project, "shop.test", "s1")
+    server.records.update(records)
+
+    def relay(name: str, relay_port: int, dkim: bool) -> str:
+        return (f'[relays.{name}]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {relay_port}\n'
+                f'security = "none"\ntimeout_s = 2\ndkim = {str(dkim).lower()}\n\n')
+    closed = free_port()                      # nothing listens there
+    project.extra_toml = (
+        relay("gone", closed, True) + relay("gone_self", closed, False)
+        + relay("self", project.sink.port, False)
+        + '[pools.tosigning]\nstrategy = "failover"\nrelays = ["gone_self", "sink"]\n\n'
+        + '[pools.toself]\nstrategy = "failover"\nrelays = ["gone", "self"]\n\n'
+        + '[breaker]\nfailures = 1000\ncooldown_s = 300\n\n' + toml)
+    project.write_config()
+    campaign(project, "tosigning", 5, "Negozio <news@shop.test>", relay="tosigning")
+    campaign(project, "toself", 5, "Negozio <news@shop.test>", relay="toself")
+    project.workers(1)
+    for name in ("tosigning", "toself"):
+        project.cli("launch", name)
+    for name in ("tosigning", "toself"):
+        assert project.wait_status(name)["counts"]["sent"] == 5, name
+    lookup = txt_lookup(port)
+    assert [verified(m, lookup) for m in caught(project, "tosigning")] == [[True]] * 5
+    got = caught(project, "toself")
+    assert len(got) == 5 and not any(b"DKIM-Signature" in m for m in got)
+    log = (project.root / "workers-0.log").read_text()
+    for first in ("gone_self", "gone"):      # every message was tried there first
+        assert log.count(f"relay {first} failed; trying the pool's next relay") == 5, first
 
 
 def test_a_gateway_message_is_signed_as_the_erp_wrote_it(project: Any, zone: tuple[Zone, int],
