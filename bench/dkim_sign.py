@@ -63,7 +63,7 @@ def main(count: int) -> None:
     domain = "bottega.example.it"
     rsa_only = signing.Signer({domain: DkimConfig(domain, "bench", rsa.path)})
     dual = signing.Signer({domain: DkimConfig(domain, "bench", rsa.path, "bench-ed", ed.path)})
-    print(f"OpenSSL for the RSA operation: {signing.OPENSSL}; N={count} messages per variant")
+    print(f"OpenSSL for the RSA operation: {signing.openssl()}; N={count} messages per variant")
     for kind in ("newsletter", "small"):
         batch = messages(kind, count)
         size = sum(map(len, batch)) / len(batch)

@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dkim
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
-
 from campaigns.errors import ConfigError, InputError
 from campaigns.headers import DELIVERY_HEADER
 from campaigns.settings import DkimConfig
@@ -76,9 +73,10 @@ def _rsa_key(raw: bytes, path: Path, at: str) -> bytes:
     if b"ENCRYPTED" in pem:
         raise ConfigError(f"{at}: {path} is encrypted with a passphrase: give an unencrypted "
                           "key (mode 0600)")
+    crypto = _dkimpy().crypto
     try:
-        key = parse_pem_private_key(pem)
-    except (UnparsableKeyError, ValueError, IndexError) as err:
+        key = crypto.parse_pem_private_key(pem)
+    except (crypto.UnparsableKeyError, ValueError, IndexError) as err:
         raise ConfigError(f"{at}: {path} is not an RSA private key in PEM (PKCS#1 or "
                           f"PKCS#8): {str(err).splitlines()[0]}") from None
     bits = key["modulus"].bit_length()
@@ -125,7 +123,7 @@ class Signer:
     def __init__(self, tables: dict[str, DkimConfig]) -> None:
         self._tables = tables
         self._keys: dict[str, tuple[_Key, ...]] = {}
-        if tables and not OPENSSL:
+        if tables and not openssl():
             log.warning("DKIM: cryptography is not installed; RSA signatures are made in "
                         "pure Python (about 15 ms a message): %s", _EXTRA)
 
@@ -152,6 +150,7 @@ class Signer:
         if domain is None or domain not in self._tables:
             return data
         linesep = b"\r\n" if b"\r\n" in data[:data.find(b"\n") + 1] else b"\n"
+        dkim = _dkimpy()
         signer = dkim.DKIM(data, linesep=linesep)
         include = [_SIGNED[name.lower()] for name, _ in signer.headers
                    if name.lower() in _SIGNED]
@@ -186,16 +185,38 @@ def from_domain(data: bytes) -> str | None:
     return found[0].rpartition("@")[2].lower().rstrip(".") if found else None
 
 
-# --- the RSA operation by OpenSSL -----------------------------------------------------------
+# --- dkimpy, and the RSA operation by OpenSSL --------------------------------------------
+# dkimpy is imported on first use: its import takes about 70 ms (it pulls in dnspython and
+# aiodns), which a process that signs nothing should not pay.
 # dkimpy canonicalizes, hashes and writes the header, then signs the digest with Python's
-# pow() on 1024-bit halves: about 15 ms a message on our machine, which would cap a worker
-# thread near 65 messages/s. When `cryptography` is installed (extra "dkim") the same
+# pow() on 1024-bit halves: about 6 ms of CPU a message here (15 ms under load), which would
+# cap a worker near 150 messages/s. When `cryptography` is installed (extra "dkim") the same
 # RSASSA-PKCS1-v1_5 signature (deterministic: byte for byte the one dkimpy makes, see
 # tests/test_dkim.py) is made by OpenSSL instead, and the PEM is parsed once, not per message.
 # dkimpy looks both functions up in its module's globals when it signs; only those two
-# names of `dkim` are replaced, its verifier and `dkim.crypto` are untouched.
+# names of `dkim` are replaced: its verifier and `dkim.crypto` are untouched.
+_dkim: Any = None
+_openssl = False
 
-def _use_openssl() -> bool:
+
+def _dkimpy() -> Any:
+    """The `dkim` module, imported (and its RSA operation handed to OpenSSL) on first use."""
+    global _dkim, _openssl
+    if _dkim is None:
+        import dkim
+        import dkim.crypto   # noqa: F401 - parse_pem_private_key, UnparsableKeyError
+        _openssl = _use_openssl(dkim)
+        _dkim = dkim
+    return _dkim
+
+
+def openssl() -> bool:
+    """Whether RSA signatures are made by OpenSSL (cryptography installed)."""
+    _dkimpy()
+    return _openssl
+
+
+def _use_openssl(dkim: Any) -> bool:
     try:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
@@ -219,9 +240,6 @@ def _use_openssl() -> bool:
     dkim.RSASSA_PKCS1_v1_5_sign = sign
     dkim.parse_pem_private_key = functools.lru_cache(maxsize=64)(pure_parse)
     return True
-
-
-OPENSSL = _use_openssl()
 
 
 # --- keys and DNS records: `campaigns dkim keygen` ------------------------------------------
