@@ -19,6 +19,7 @@ import re
 import ssl
 import threading
 import time
+import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +32,22 @@ from campaigns.gateway import users
 from campaigns.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class _QuietAiosmtpd(logging.Filter):
+    """aiosmtpd warns on every session about choices made here on purpose: AUTH is not
+    tied to TLS by aiosmtpd because the handler ties it (STARTTLS first, or an allowed
+    address), and it sets the deprecated Session.login_data itself."""
+    _KNOWN = ("auth_required == True but auth_require_tls == False",
+              "Session.login_data is deprecated")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in self._KNOWN)
+
+
+logging.getLogger("mail.log").addFilter(_QuietAiosmtpd())
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS",
+                        module="aiosmtpd")
 
 #: failed logins from one address within WINDOW_S before it is answered 421 for LOCK_S
 MAX_FAILURES, WINDOW_S, LOCK_S = 5, 60.0, 60.0
