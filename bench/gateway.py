@@ -264,7 +264,7 @@ def main() -> None:
     from campaigns.context import open_context
     from campaigns.delivery.ratestore import set_limit
     from campaigns.errors import StateError
-    from campaigns.gateway.server import status
+    from campaigns.gateway.service import status
     from campaigns.settings import load_settings
     from campaigns.workerproc import WorkerGroup
     from workers.dispatch import enqueue  # the Celery app reads the settings just set

@@ -149,3 +149,12 @@ def server_errors(app: Any, key: str, only: set[tuple[str, str]] | None = None,
                                response.text[:300]))
         call()
     return errors, len(operations)
+
+
+def unseen_in_doubt(project, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The campaign's `in_doubt` rows that the sink never received: only messages in flight
+    at a kill may be such. (A row the sink did receive may be `in_doubt` too: sent, its
+    answer still waiting for the worker's group commit when the worker was killed.)"""
+    counts = project.sink.counts()
+    return [a for a, (status, _) in ledger(project, name).items()
+            if status == "in_doubt" and a not in counts]

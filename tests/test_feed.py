@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from tests.helpers import make_campaign
+from tests.helpers import make_campaign, unseen_in_doubt
 
 WINDOW = 40
 
@@ -72,8 +72,9 @@ def test_killed_worker_pause_and_resume_with_a_small_window_send_each_once(
     counts = project.sink.counts()
     assert max(counts.values()) == 1, "a recipient received two copies"
     assert snap["counts"]["sent"] + snap["counts"]["in_doubt"] == 300
-    assert snap["counts"]["in_doubt"] <= 2
-    # an in_doubt row may have reached the sink (killed after the relay's answer)
+    assert len(unseen_in_doubt(project, "fed")) <= 2     # in flight at the kill
+    # an in_doubt row may have reached the sink (killed after the relay's answer, or before
+    # the group commit wrote it)
     assert set(counts) <= set(addresses)
     assert snap["counts"]["sent"] <= len(counts) <= 300
 

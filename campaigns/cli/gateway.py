@@ -29,7 +29,7 @@ def gateway(context: typer.Context) -> None:
     except ImportError:
         raise ConfigError("`campaigns gateway` needs cryptography: "
                           "pip install 'campaigns[gateway]'") from None
-    from campaigns.gateway.server import serve
+    from campaigns.gateway.service import serve
     enqueue = enqueue_fn()
     serve(ctx(), lambda ids: enqueue(ids, None, "transactional"),
           say=lambda line: out.print(line, markup=False))
@@ -133,7 +133,7 @@ def users_passwd(name: str,
 def gateway_status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Running gateway processes: connections now, accepted in the last minute, refusals by
     reason."""
-    from campaigns.gateway.server import status
+    from campaigns.gateway.service import status
     found = status(ctx())
     if as_json:
         out.print(json.dumps(found), markup=False)

@@ -1,7 +1,6 @@
 """The send path: claim one ledger row, render, send through the relay, record the answer.
-
-One `Sender` per worker process; it caches each campaign's compiled template and message
-builder and keeps one relay object (one SMTP connection) per relay name."""
+One `Sender` per worker thread: each campaign's compiled template and message builder
+cached, one relay object (one SMTP connection) per relay name."""
 from __future__ import annotations
 
 import logging
@@ -12,11 +11,8 @@ from datetime import timedelta
 
 from campaigns.bounces import BounceCategory, BounceReport, Classification
 from campaigns.content.attachments import AttachmentError
-from campaigns.content.compose import (CampaignRuntime, compile_stored, compose,
-                                       compose_message, load_runtime, return_path)
-from campaigns.content import original
+from campaigns.content.compose import CampaignRuntime, compose, load_runtime, return_path
 from campaigns.content.dkim import Signer
-from campaigns.content.rendering import CompiledTemplate
 from campaigns.db import Database
 from campaigns.errors import (InputError, NotFound, RelayConfigError, RelayError, RelayInDoubt,
                               RelayPermanentError, RelayTemporaryError, TemplateRenderError)
@@ -24,10 +20,10 @@ from campaigns.ledger import campaigns as ledger_campaigns
 from campaigns.ledger import messages as ledger_messages
 from campaigns.ledger import sends as ledger
 from campaigns.ledger.events import EVENT_OF_STATUS
-from campaigns.ledger.reads import get_template
 from campaigns.models import CampaignStatus, DeliveryStatus, utcnow
 from campaigns.delivery.pacing import Pacer
 from campaigns.delivery.retries import RATE_WORDS, RETRIED, _verdict, backoff_s, spread_s
+from campaigns.delivery.messages import MessageComposer
 from campaigns.delivery.pools import Breaker, candidates
 from campaigns.delivery.recording import GroupRecorder
 from campaigns.relays import OutgoingMessage, Relay, build_relay
@@ -72,7 +68,7 @@ class Sender:
         self.recorder = recorder
         self._campaigns: dict[int, CampaignRuntime] = {}
         self._relays: dict[str, Relay] = {}
-        self._templates: dict[tuple[str, Any], CompiledTemplate] = {}
+        self._messages = MessageComposer(settings, db)   # transactional messages
         #: DKIM signatures of the [dkim] domains (keys loaded once, on first use)
         self.dkim = Signer(settings.dkim)
         #: the send under way, for log lines: (delivery id, "campaign X, delivery N, to @domain")
@@ -225,39 +221,16 @@ class Sender:
 
     def _deliver_message(self, rt: CampaignRuntime, delivery_id: int, row: Any,
                          route: _Route) -> Outcome:
-        """A transactional message (POST /messages): its own content, files and sender."""
-        msg = route.message
+        """A transactional message (the API's or the gateway's): its own content and sender."""
         try:
-            files = ledger_messages.attachments(self.db, msg.attachments_from) \
-                if msg.attachments_from else []
-            if row.origin == "smtp":     # the gateway's: the original, as its author wrote it
-                if not files:
-                    raise NotFound("the original of this message is no longer stored")
-                data = original.for_delivery(files[0][2], self.settings.secret_key, delivery_id)
-                message_id = (original.values(files[0][2], "message-id") or [""])[0]
-                sender = msg.from_addr
-            else:
-                template = self._message_template(msg.template) if msg.template else None
-                data, message_id, sender = compose_message(
-                    msg, self.settings, delivery_id=delivery_id, address=row.address,
-                    files=files, template=template)
+            data, message_id, sender = self._messages.compose(route.message, delivery_id,
+                                                              row.address, row.origin)
         except (TemplateRenderError, InputError, NotFound) as err:
             return self._record(rt, delivery_id, "failed", text=str(err))
         message = OutgoingMessage(sender=return_path(self.settings, delivery_id, sender),
                                   recipient=row.address, data=data, message_id=message_id,
                                   smtputf8=not row.address.isascii())
         return self._send(rt, delivery_id, row.attempts, message, route)
-
-    def _message_template(self, name: str) -> CompiledTemplate:
-        """A stored template as it is now (compiled again only when it changed)."""
-        with self.db.session() as s:
-            stored = get_template(s, name)
-            key = (name, stored.updated_at)
-            if key not in self._templates:
-                if len(self._templates) > 64:
-                    self._templates.clear()
-                self._templates[key] = compile_stored(stored)
-        return self._templates[key]
 
     def _follows(self, rt: CampaignRuntime, event: str) -> tuple[bool, bool]:
         """(the delivery's events are written, this one is called back): a stream's
