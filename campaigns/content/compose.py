@@ -19,7 +19,8 @@ from campaigns.models import Campaign, Template
 from campaigns.content.rendering import (CompiledTemplate, Record, Rendered, build_context,
                                  compile_template)
 from campaigns.settings import AttachmentPolicy, Settings
-from campaigns.content.tokens import make_return_path, make_token
+from campaigns.content.tokens import (UNSUBSCRIBE_LOCAL_PART, make_return_path, make_token,
+                                      make_unsubscribe_token)
 
 
 @dataclass
@@ -80,13 +81,36 @@ def runtime_by_name(session: Session, name: str) -> CampaignRuntime:
     return load_runtime(session, get_campaign(session, name).id)
 
 
+def _page_base(settings: Settings) -> str | None:
+    """Where the unsubscribe pages are: `[web] public_url` + ``/u/`` (`campaigns serve`
+    answers there), else the former top-level `unsubscribe_url` (the token is appended to
+    it: point it at a `campaigns serve`'s ``/u/``)."""
+    if settings.web.public_url:
+        return settings.web.public_url.rstrip("/") + "/u/"
+    return settings.unsubscribe_url or None
+
+
 def unsubscribe_url(settings: Settings, delivery_id: int | None, sender: str) -> str:
-    """The configured base plus a signed token; without a base, a mailto: to the sender."""
-    if settings.unsubscribe_url and delivery_id is not None:
-        return settings.unsubscribe_url + make_token(settings.secret_key, "unsubscribe", delivery_id)
-    if settings.unsubscribe_url:
-        return settings.unsubscribe_url + "preview"
+    """The unsubscribe page of one delivery (the base plus its signed token: `/u/TOKEN`);
+    a preview's has no token; without a base, a mailto: to the sender."""
+    base = _page_base(settings)
+    if base and delivery_id is not None:
+        return base + make_unsubscribe_token(settings.secret_key, delivery_id)
+    if base:
+        return base + "preview"
     return "mailto:" + sender + "?subject=" + urllib.parse.quote("unsubscribe")
+
+
+def list_unsubscribe(settings: Settings, delivery_id: int) -> list[str]:
+    """The List-Unsubscribe URIs of one bulk delivery (RFC 2369, RFC 8058): the one-click
+    page (`/u/TOKEN`) when a base is configured, and ``mailto:unsubscribe+TOKEN@`` the bounce
+    domain (answered by the bounce intake) when `[bounces] domain` is set. Empty: neither."""
+    token = make_unsubscribe_token(settings.secret_key, delivery_id)
+    base, domain = _page_base(settings), settings.bounces.domain
+    uris = [base + token] if base else []
+    if domain:
+        uris.append(f"mailto:{UNSUBSCRIBE_LOCAL_PART}+{token}@{domain}")
+    return uris
 
 
 def return_path(settings: Settings, delivery_id: int, sender: str) -> str:
@@ -121,8 +145,8 @@ def load_attachment(rt: CampaignRuntime, policy: AttachmentPolicy, address: str,
 
 
 def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
-           attributes: Mapping[str, Any]) -> tuple[Rendered, str | None]:
-    """The rendered parts and the List-Unsubscribe URL (None for transactional mail and
+           attributes: Mapping[str, Any]) -> tuple[Rendered, list[str] | None]:
+    """The rendered parts and the List-Unsubscribe URIs (None for transactional mail and
     for copies that are not a delivery)."""
     sender = rt.builder.envelope_from
     url = unsubscribe_url(settings, delivery_id, sender)
@@ -131,8 +155,9 @@ def render(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, 
     # List-Unsubscribe (RFC 8058) belongs to bulk mail only: an invoice or an order
     # confirmation is not a subscription, and the header invites a mailbox to offer it as one
     bulk = rt.priority != "transactional"
-    list_url = url if bulk and settings.unsubscribe_url and delivery_id is not None else None
-    return rt.template.render(context), list_url
+    list_urls = (list_unsubscribe(settings, delivery_id)
+                 if bulk and delivery_id is not None else None)
+    return rt.template.render(context), list_urls
 
 
 def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None, address: str,
@@ -141,7 +166,7 @@ def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None,
     """Render and build one message for `address` (sent to `to` when given, for test
     copies). Returns (RFC 5322 bytes, Message-ID).
     Raises TemplateRenderError, AttachmentError, InputError (header injection)."""
-    rendered, list_url = render(rt, settings, delivery_id=delivery_id, address=address,
+    rendered, list_urls = render(rt, settings, delivery_id=delivery_id, address=address,
                                 attributes=attributes)
     files = load_attachment(rt, settings.attachments, address, attributes, source_dir)
     message_id = make_message_id(f"{delivery_id or 'test'}.{rt.id}", rt.from_domain)
@@ -149,7 +174,7 @@ def compose(rt: CampaignRuntime, settings: Settings, *, delivery_id: int | None,
     if delivery_id is not None:
         headers[DELIVERY_HEADER] = make_token(settings.secret_key, "delivery", delivery_id)
     data = rt.builder.build(to=to or address, subject=rendered.subject, html=rendered.html,
-                            text=rendered.text, message_id=message_id, unsubscribe_url=list_url,
+                            text=rendered.text, message_id=message_id, unsubscribe_url=list_urls,
                             attachments=files, headers=headers)
     return data, message_id
 

@@ -139,10 +139,13 @@ class MessageBuilder:
         self._attachment_parts: dict[Attachment, bytes] = {}
 
     def build(self, *, to: str, subject: str, html: str, text: str, message_id: str,
-              unsubscribe_url: str | None = None, attachments: Sequence[Attachment] = (),
+              unsubscribe_url: str | Sequence[str] | None = None,
+              attachments: Sequence[Attachment] = (),
               headers: Mapping[str, str] | None = None) -> bytes:
         """One complete message (headers and body) as CRLF bytes, ready for DATA.
 
+        ``unsubscribe_url``: the List-Unsubscribe URI, or several (an https page, a mailto:)
+        in order of preference; List-Unsubscribe-Post (RFC 8058) comes with an http(s) one.
         ``headers`` are per-message extras (``{"X-Campaign-Delivery": "123"}``). Raises
         InputError for a bad ``to``, a CR/LF in any header value or name, a malformed
         ``message_id`` or ``unsubscribe_url``, or a reserved header name."""
@@ -151,9 +154,10 @@ class MessageBuilder:
                  _header("Subject", subject, field="subject"),
                  _date_header(),
                  _message_id_header(message_id)]
-        if unsubscribe_url is not None:
-            lines.append(_list_unsubscribe(unsubscribe_url))
-            if self._post:
+        if unsubscribe_url:
+            uris = [unsubscribe_url] if isinstance(unsubscribe_url, str) else unsubscribe_url
+            lines.append(_list_unsubscribe(uris))
+            if self._post and any(u.startswith(("https://", "http://")) for u in uris):
                 lines.append(_POST_HEADER)
         lines.append(self._tail)
         if headers:
@@ -284,11 +288,14 @@ def _message_id_header(message_id: str) -> str:
     return f"Message-ID: {message_id}\r\n"
 
 
-def _list_unsubscribe(url: str) -> str:
-    if not url.isascii() or _CONTROL.search(url) or " " in url or "<" in url or ">" in url:
-        raise InputError(f"not a usable unsubscribe URL: {url!r} (expected an ASCII URL "
-                         "without spaces)", field="unsubscribe_url")
-    return _header("List-Unsubscribe", f"<{url}>", field="unsubscribe_url", raw=True)
+def _list_unsubscribe(urls: Sequence[str]) -> str:
+    for url in urls:
+        if not url.isascii() or _CONTROL.search(url) or " " in url or "<" in url or ">" in url \
+                or "," in url:
+            raise InputError(f"not a usable unsubscribe URL: {url!r} (expected an ASCII URL "
+                             "without spaces or commas)", field="unsubscribe_url")
+    return _header("List-Unsubscribe", ", ".join(f"<{url}>" for url in urls),
+                   field="unsubscribe_url", raw=True)
 
 
 _date_cache: tuple[int, str] = (0, "")

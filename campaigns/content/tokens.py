@@ -1,5 +1,6 @@
-"""Signed per-delivery tokens (unsubscribe links, our own tracking header): the delivery id
-plus a truncated HMAC, so a token can't be forged or enumerated."""
+"""Signed per-delivery tokens (unsubscribe links, our own tracking header, the VERP return
+path): the delivery id plus a truncated HMAC, so a token can't be forged or enumerated. No
+token carries an address."""
 from __future__ import annotations
 
 import base64
@@ -34,11 +35,45 @@ def read_token(secret: Secret, purpose: str, token: str) -> int | None:
     return delivery_id if hmac.compare_digest(given, _mac(secret, purpose, delivery_id)) else None
 
 
+def _b32mac(secret: Secret, purpose: str, delivery_id: int) -> str:
+    """The MAC in base32, lower case: MTAs and people may change the case of a local part."""
+    return base64.b32encode(_mac(secret, purpose, delivery_id)).decode().rstrip("=").lower()
+
+
+def make_unsubscribe_token(secret: Secret, delivery_id: int) -> str:
+    """The token of one delivery's unsubscribe link and address (`/u/TOKEN`,
+    `unsubscribe+TOKEN@bounce-domain`): ``123.k3j…`` (lower-case base32, so it survives a
+    mail server changing the case of a local part; a dot, so it is a valid one)."""
+    return f"{delivery_id}.{_b32mac(secret, 'unsubscribe', delivery_id)}"
+
+
+def read_unsubscribe_token(secret: Secret, token: str) -> int | None:
+    """The delivery id of a genuine unsubscribe token (any case), else None."""
+    head, _, mac = token.strip().partition(".")
+    if not (head.isascii() and head.isdigit()) or len(head) > 18 or not mac:
+        return None
+    delivery_id = int(head)
+    want = _b32mac(secret, "unsubscribe", delivery_id)
+    return delivery_id if hmac.compare_digest(mac.lower().encode(), want.encode()) else None
+
+
+def read_unsubscribe_address(secret: Secret, address: str, domain: str) -> int | None:
+    """The delivery id of a genuine ``unsubscribe+TOKEN@domain`` of ours, else None."""
+    local, _, dom = address.strip().strip("<>").rpartition("@")
+    prefix = UNSUBSCRIBE_LOCAL_PART + "+"
+    if dom.lower() != domain.lower() or not local.lower().startswith(prefix):
+        return None
+    return read_unsubscribe_token(secret, local[len(prefix):])
+
+
+#: the local part of the mailto: unsubscribe address at the bounce domain
+UNSUBSCRIBE_LOCAL_PART = "unsubscribe"
+
+
 def make_return_path(secret: Secret, delivery_id: int, local_part: str, domain: str) -> str:
     """The VERP envelope sender of one delivery: ``bounces+123.k3j…@bounces.example.it``.
     The MAC is base32 in lower case: MTAs may change the case of a local part."""
-    mac = base64.b32encode(_mac(secret, "bounce", delivery_id)).decode().rstrip("=").lower()
-    return f"{local_part}+{delivery_id}.{mac}@{domain}"
+    return f"{local_part}+{delivery_id}.{_b32mac(secret, 'bounce', delivery_id)}@{domain}"
 
 
 def read_return_path(secret: Secret, address: str, local_part: str, domain: str) -> int | None:
@@ -51,5 +86,5 @@ def read_return_path(secret: Secret, address: str, local_part: str, domain: str)
     if not head.isdigit() or not mac:
         return None
     delivery_id = int(head)
-    want = base64.b32encode(_mac(secret, "bounce", delivery_id)).decode().rstrip("=").lower()
+    want = _b32mac(secret, "bounce", delivery_id)
     return delivery_id if hmac.compare_digest(mac.lower(), want) else None

@@ -37,7 +37,8 @@ from campaigns.ledger import reports
 from campaigns.ledger.reports import SUPPRESS_NOW, Applied, SoftPolicy
 from campaigns.models import CampaignStatus, Delivery
 from campaigns.settings import Settings
-from campaigns.content.tokens import read_return_path, read_token
+from campaigns.content.tokens import read_return_path, read_token, read_unsubscribe_address
+from campaigns.ledger.unsubscribes import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,12 @@ def attribute(db: Database, settings: Settings, report: BounceReport,
 def process_message(db: Database, settings: Settings, raw: bytes, *, source: str,
                     envelope_to: list[str] | None = None) -> list[Applied]:
     """Parse a returned message (or an mbox file of them) and apply each of its reports,
-    each once (`report_key`)."""
+    each once (`report_key`). A message to our List-Unsubscribe address
+    (``unsubscribe+TOKEN@`` the bounce domain) is an unsubscribe request instead, whatever
+    it says (campaigns.ledger.unsubscribes, as the one-click POST)."""
+    asked = unsubscribe_requests(db, settings, envelope_to or [])
+    if asked:
+        return asked
     out = []
     for message in _messages(raw):
         reports = parse_bounce(message)
@@ -157,6 +163,22 @@ def process_message(db: Database, settings: Settings, raw: bytes, *, source: str
                              address=report.recipient))
     if not out:
         log.info("%s: a message with no recipient report (not a bounce?) ignored", source)
+    return out
+
+
+def unsubscribe_requests(db: Database, settings: Settings,
+                         envelope_to: list[str]) -> list[Applied]:
+    """The unsubscribes a message asks for by being sent to ``unsubscribe+TOKEN@domain``
+    (a genuine token of ours): each address suppressed for bulk mail, idempotent."""
+    domain, out = settings.bounces.domain, []
+    if not domain:
+        return out
+    for rcpt in dict.fromkeys(envelope_to):
+        delivery_id = read_unsubscribe_address(settings.secret_key, rcpt, domain)
+        done = unsubscribe(db, delivery_id, via="mailto") if delivery_id is not None else None
+        if done is not None:
+            out.append(Applied(done.subscription.address, "unsubscribe", "mailto",
+                               "suppressed" if done.added else "duplicate", delivery_id))
     return out
 
 

@@ -1,8 +1,10 @@
 """The one HTTP process (`campaigns serve`): one ASGI app with the JSON API under /api/v1
-(campaigns.web.api), the provider webhooks under /webhooks (campaigns.web.webhooks) and
-/healthz. Around it: a cap on request bodies ([web] max_body_bytes, 413 past it, before the
+(campaigns.web.api), the provider webhooks under /webhooks (campaigns.web.webhooks),
+/healthz, and the public unsubscribe pages /u/TOKEN (campaigns.web.unsubscribe: outside the
+API and its OpenAPI document). Around it: a cap on request bodies ([web] max_body_bytes, 413 past it, before the
 body is read when its length is declared) and one access-log line per request (key name,
-method, path, status, milliseconds; never a body, a header value, a key or a secret)."""
+method, path, status, milliseconds; never a body, a header value, a key or a secret: an
+unsubscribe token in a path is logged as `/u/…`)."""
 from __future__ import annotations
 
 import logging
@@ -66,7 +68,13 @@ class Guard:
         finally:
             state = scope.get("state") or {}
             log.info("%s %s %s %d %.0f ms", state.get("key_name", "-"), scope["method"],
-                     scope["path"], status[0], (time.monotonic() - started) * 1000)
+                     _logged_path(scope["path"]), status[0],
+                     (time.monotonic() - started) * 1000)
+
+
+def _logged_path(path: str) -> str:
+    """The path as logged: an unsubscribe token is a credential (it unsubscribes)."""
+    return "/u/…" if path.startswith("/u/") else path
 
 
 def create_app(ctx: "Context", enqueue: Enqueue | None = None, *,
@@ -76,5 +84,7 @@ def create_app(ctx: "Context", enqueue: Enqueue | None = None, *,
     if webhooks:
         from campaigns.web.webhooks import create_app as webhooks_app
         routes += webhooks_app(ctx.settings, db=ctx.db, clock=ctx.clock).routes
+    from campaigns.web.unsubscribe import routes as unsubscribe_routes
+    routes += unsubscribe_routes(ctx.settings, ctx.db)
     app = Starlette(routes=routes)
     return Guard(app, ctx.settings.web.max_body_bytes)
