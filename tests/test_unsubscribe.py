@@ -264,3 +264,78 @@ def test_fifty_unsubscribe_mid_campaign_and_none_gets_a_message_sent_after(proje
     assert all(a in arrivals and book[a][0] == "sent" for a in others)
     assert snap["counts"]["suppressed"] == len(stopped)
     assert snap["counts"]["sent"] == 2000 - len(stopped)
+
+
+def test_the_mailto_form_through_the_imap_mailbox(project, tmp_path):
+    """Apple Mail's unsubscribe, delivered to a real IMAP mailbox (Dovecot) that the bounce
+    domain's MTA fills: `bounces poll` suppresses the address and files the message."""
+    from tests.dovecot import private_dovecot
+    with private_dovecot(tmp_path / "imap", users={"bounces": "mailbox-pw-2"}) as server:
+        configure(project)
+        project.bounces["imap"] = {"host": server.host, "port": server.port_imap,
+                                   "security": "none", "user": "bounces",
+                                   "password": "mailbox-pw-2", "timeout_s": 10}
+        project.bounces["imap_every_s"] = 3600     # the poll below, not the workers'
+        project.write_config()
+        make_campaign(project, "news", rows=[("apple@example.test", "A", "C")])
+        project.workers(1)
+        project.cli("launch", "news")
+        assert project.wait_status("news")["counts"]["sent"] == 1
+        mailto = uris(received(project)["apple@example.test"])[1].removeprefix("mailto:")
+        server.append("bounces", (
+            f"Delivered-To: {mailto}\r\nFrom: apple@example.test\r\nTo: {mailto}\r\n"
+            "Subject: unsubscribe\r\nX-Apple-Unsubscribe: true\r\n"
+            "Auto-Submitted: auto-generated\r\n\r\nThis message was automatically generated "
+            "by Mail to unsubscribe you from this mailing list.\r\n").encode())
+        time.sleep(1.5)      # let a first poll by the starting worker pass, if any
+        project.cli("bounces", "poll")
+        got = suppressions(project)["apple@example.test"]
+        assert [(s.source, s.scope) for s in got] == [("unsubscribe", "bulk")]
+        assert "mailto" in got[0].reason
+        assert server.messages("bounces", "INBOX") == []
+
+
+def test_the_header_holds_both_uris_and_post_only_with_an_https_one():
+    from campaigns.content.mime import MessageBuilder
+    from campaigns.errors import InputError
+    builder = MessageBuilder(from_addr="News <news@shop.test>")
+    page, mailto = f"{PUBLIC}/u/7.abc", f"mailto:unsubscribe+7.abc@{DOMAIN}"
+
+    def build(urls: Any) -> Any:
+        return parse(builder.build(to="a@example.test", subject="s", html="<p>x</p>", text="x",
+                                   message_id="<1@shop.test>", unsubscribe_url=urls))
+    both = build([page, mailto])
+    assert uris(both) == [page, mailto]
+    assert both["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    only_mail = build([mailto])
+    assert uris(only_mail) == [mailto] and only_mail["List-Unsubscribe-Post"] is None
+    assert build([])["List-Unsubscribe"] is None
+    with pytest.raises(InputError, match="commas"):
+        build([page + ",x"])
+
+
+@pytest.mark.parametrize("header, asked, expected", [
+    ("it-IT,it;q=0.9,en;q=0.8", None, "it"), ("en-US,en;q=0.9,it;q=0.8", None, "en"),
+    ("it;q=0.5, en;q=0.5", None, "it"), ("en;q=0.4, it;q=0.6", None, "it"),
+    ("de-DE,fr", None, "en"), ("", None, "en"), ("it;q=abc, en", None, "en"),
+    ("it", "en", "en"), ("en", "it", "it"), ("en", "xx", "en")])
+def test_the_language_of_the_page(header, asked, expected):
+    from campaigns.web.unsubscribe_text import choose_language
+    assert choose_language(header, asked) == expected
+
+
+def test_a_token_is_bound_to_its_delivery_and_survives_case_folding():
+    from campaigns.content.tokens import read_unsubscribe_address, read_unsubscribe_token
+    from campaigns.settings import Secret
+    key, other = Secret("k" * 32), Secret("x" * 32)
+    token = make_unsubscribe_token(key, 4711)
+    assert read_unsubscribe_token(key, token) == 4711
+    assert read_unsubscribe_token(key, token.upper()) == 4711
+    assert read_unsubscribe_token(other, token) is None
+    assert read_unsubscribe_token(key, "4712." + token.partition(".")[2]) is None
+    for bad in ("", ".", "4711", "4711.", "²." + token[5:], "4711.é", "1" * 40 + ".aa"):
+        assert read_unsubscribe_token(key, bad) is None
+    address = f"Unsubscribe+{token.upper()}@BOUNCES.example.test"
+    assert read_unsubscribe_address(key, address, DOMAIN) == 4711
+    assert read_unsubscribe_address(key, f"bounces+{token}@{DOMAIN}", DOMAIN) is None
+    assert read_unsubscribe_address(key, f"unsubscribe+{token}@other.test", DOMAIN) is None
