@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import subprocess
-import sys
 import time
 from typing import Any, Iterator
 
@@ -18,6 +16,7 @@ from sqlalchemy import select
 
 from campaigns.content.tokens import make_unsubscribe_token
 from campaigns.models import Delivery, Suppression
+from tests.test_bounces_intake import _serve as _bounces_serve_started
 from tests.helpers import Served, ledger, make_campaign, parse, serving
 
 PUBLIC = "https://mail.example.test"
@@ -190,16 +189,8 @@ def test_the_mailto_form_through_bounces_serve(project, sent):
     assert "mailto" in got[0].reason and "news" in got[0].reason
 
 
-def _bounces_serve(project: Any) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "bounces", "serve",
-                             "--listen", "127.0.0.1:0"], env=project.env, cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("listening "):
-        proc.kill()
-        pytest.fail(f"bounces serve did not start: {line!r}")
-    return proc, int(line.split()[1].rpartition(":")[2])
+# `campaigns bounces serve` on a free port, as the intake's tests start it
+_bounces_serve = _bounces_serve_started
 
 
 def _deliveries(project: Any) -> list[Any]:
