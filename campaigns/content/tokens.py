@@ -47,23 +47,34 @@ def make_unsubscribe_token(secret: Secret, delivery_id: int) -> str:
     return f"{delivery_id}.{_b32mac(secret, 'unsubscribe', delivery_id)}"
 
 
-def read_unsubscribe_token(secret: Secret, token: str) -> int | None:
-    """The delivery id of a genuine unsubscribe token (any case), else None."""
+def _read_b32(secret: Secret, purpose: str, token: str) -> int | None:
+    """The delivery id of a genuine ``ID.MAC`` token with a base32 MAC (any case), else None."""
     head, _, mac = token.strip().partition(".")
     if not (head.isascii() and head.isdigit()) or len(head) > 18 or not mac:
         return None
     delivery_id = int(head)
-    want = _b32mac(secret, "unsubscribe", delivery_id)
+    want = _b32mac(secret, purpose, delivery_id)
     return delivery_id if hmac.compare_digest(mac.lower().encode(), want.encode()) else None
+
+
+def _read_plus_address(secret: Secret, purpose: str, address: str, local_part: str,
+                       domain: str) -> int | None:
+    """The delivery id of a genuine ``LOCAL+ID.MAC@domain`` of ours, else None."""
+    local, _, dom = address.strip().strip("<>").rpartition("@")
+    prefix = local_part.lower() + "+"
+    if dom.lower() != domain.lower() or not local.lower().startswith(prefix):
+        return None
+    return _read_b32(secret, purpose, local[len(prefix):])
+
+
+def read_unsubscribe_token(secret: Secret, token: str) -> int | None:
+    """The delivery id of a genuine unsubscribe token (any case), else None."""
+    return _read_b32(secret, "unsubscribe", token)
 
 
 def read_unsubscribe_address(secret: Secret, address: str, domain: str) -> int | None:
     """The delivery id of a genuine ``unsubscribe+TOKEN@domain`` of ours, else None."""
-    local, _, dom = address.strip().strip("<>").rpartition("@")
-    prefix = UNSUBSCRIBE_LOCAL_PART + "+"
-    if dom.lower() != domain.lower() or not local.lower().startswith(prefix):
-        return None
-    return read_unsubscribe_token(secret, local[len(prefix):])
+    return _read_plus_address(secret, "unsubscribe", address, UNSUBSCRIBE_LOCAL_PART, domain)
 
 
 #: the local part of the mailto: unsubscribe address at the bounce domain
@@ -78,13 +89,4 @@ def make_return_path(secret: Secret, delivery_id: int, local_part: str, domain: 
 
 def read_return_path(secret: Secret, address: str, local_part: str, domain: str) -> int | None:
     """The delivery id of a genuine VERP address of ours, else None (forged, or not ours)."""
-    local, _, dom = address.strip().strip("<>").rpartition("@")
-    prefix = local_part.lower() + "+"
-    if dom.lower() != domain.lower() or not local.lower().startswith(prefix):
-        return None
-    head, _, mac = local[len(prefix):].partition(".")
-    if not head.isdigit() or not mac:
-        return None
-    delivery_id = int(head)
-    want = _b32mac(secret, "bounce", delivery_id)
-    return delivery_id if hmac.compare_digest(mac.lower(), want) else None
+    return _read_plus_address(secret, "bounce", address, local_part, domain)
