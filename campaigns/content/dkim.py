@@ -9,19 +9,18 @@ Keys are read and checked once per process (`load_key`: the settings' check at l
 Sender share one cache). `generate` makes the key pair of `campaigns dkim keygen` and
 `txt_record` the DNS record to publish.
 
-May import: errors, settings, headers; never the ledger or Celery."""
+May import: errors, settings, headers, content.original; never the ledger or Celery."""
 from __future__ import annotations
 
 import base64
-import email.utils
 import functools
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from campaigns.content import original
 from campaigns.errors import ConfigError, InputError
 from campaigns.headers import DELIVERY_HEADER
 from campaigns.settings import DkimConfig
@@ -168,20 +167,9 @@ class Signer:
         return b"".join(fields) + data
 
 
-_FROM = re.compile(rb"^From[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-
-
 def from_domain(data: bytes) -> str | None:
     """The lower-cased domain of the (first) From address in the header of `data`."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        end = data.find(b"\n\n")
-    head = data if end < 0 else data[:end + 1]
-    m = _FROM.search(head)
-    if m is None:
-        return None
-    value = re.sub(r"\r?\n[ \t]", " ", m.group(1).decode("utf-8", "replace"))
-    found = [addr for _, addr in email.utils.getaddresses([value]) if "@" in addr]
+    found = [addr for addr in original.addresses(data, "from") if "@" in addr]
     return found[0].rpartition("@")[2].lower().rstrip(".") if found else None
 
 
