@@ -302,8 +302,9 @@ class Handler:
         raw = envelope.original_content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        outside = [a for a in original.addresses(raw, "from") if not user.may_send_as(a)]
-        if outside or not original.addresses(raw, "from"):
+        senders = original.addresses(raw, "from")
+        outside = [a for a in senders if not user.may_send_as(a)]
+        if outside or not senders:
             self.stats.refused("from_header")
             what = f"From {', '.join(outside)}" if outside else "a message without a From"
             return (f"553 5.7.1 {what}: this login may send as "
